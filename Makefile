@@ -1,0 +1,36 @@
+# foldaccel — developer entry points. Everything runs inside .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-full lint bench doctor clean
+
+install: $(STAMP)
+
+# Re-install only when the package metadata changes; a second `make install` is a no-op.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned, so pip takes the local CPU wheel and never the CUDA build.
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-full: install
+	$(PY) -m pytest -q -m ""
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) -m sim.bench
+
+doctor: install
+	$(VENV)/bin/foldaccel doctor
+
+clean:
+	rm -rf build .pytest_cache

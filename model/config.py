@@ -1,0 +1,266 @@
+"""The one configuration that drives the model, the RTL, the compiler and the estimator.
+
+A config file is TOML with two tables, ``[model]`` and ``[hardware]``; every field has a
+default (see :class:`ModelConfig` and :class:`HardwareConfig`). The loaded object is frozen,
+validated and hashable; :meth:`Config.digest` keys caches and names generated artefacts.
+
+This module must stay free of torch/amaranth imports: the estimator and the CLI load it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration. The message names the field and the fix."""
+
+
+def _fail(where: str, name: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{where}: field '{name}' {problem}; fix: {fix}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the streaming augmented-memory encoder with folding attention."""
+
+    d_model: int = 64
+    n_heads: int = 4
+    ffn_dim: int = 128
+    n_layers: int = 2
+    segment_length: int = 4
+    right_context: int = 1
+    left_context: int = 4
+    max_memory: int = 2
+    fold_factor: int = 2
+    # "attn": fold only the attention block; "attn+ffn": the FFN runs on folded sub-tokens too.
+    fold_scope: str = "attn"
+    # "shrink": H/N heads of head dim D/H after folding (paper); "keep": H heads of D/(N*H).
+    head_mode: str = "shrink"
+    # Squash applied to the summary's attention output before it enters the memory bank.
+    memory_squash: str = "clamp"
+    memory_clamp: float = 10.0
+    # Duration of one encoder frame (after any front-end subsampling), for real-time factors.
+    frame_ms: float = 40.0
+
+    @property
+    def folded_dim(self) -> int:
+        """Width of one sub-token, D/N."""
+        return self.d_model // self.fold_factor
+
+    @property
+    def attn_heads(self) -> int:
+        """Number of attention heads over the folded sequence."""
+        if self.head_mode == "shrink":
+            return self.n_heads // self.fold_factor
+        return self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head width over the folded sequence."""
+        return self.folded_dim // self.attn_heads
+
+    def validate(self, where: str = "[model]") -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool)):
+                raise _fail(where, f.name, f"must be an integer, got {v!r}", "write a whole number")
+        positive = ("d_model", "n_heads", "ffn_dim", "n_layers", "segment_length",
+                    "max_memory", "fold_factor")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise _fail(where, name, f"must be >= 1, got {getattr(self, name)}",
+                            f"set {name} to a positive integer")
+        for name in ("right_context", "left_context"):
+            if getattr(self, name) < 0:
+                raise _fail(where, name, f"must be >= 0, got {getattr(self, name)}",
+                            f"set {name} to 0 or more")
+        if self.fold_scope not in ("attn", "attn+ffn"):
+            raise _fail(where, "fold_scope", f"is {self.fold_scope!r}", "use 'attn' or 'attn+ffn'")
+        if self.head_mode not in ("shrink", "keep"):
+            raise _fail(where, "head_mode", f"is {self.head_mode!r}", "use 'shrink' or 'keep'")
+        if self.memory_squash not in ("clamp", "tanh"):
+            raise _fail(where, "memory_squash", f"is {self.memory_squash!r}",
+                        "use 'clamp' or 'tanh'")
+        if not self.memory_clamp > 0:
+            raise _fail(where, "memory_clamp", "must be > 0", "set a positive clamp bound")
+        if not self.frame_ms > 0:
+            raise _fail(where, "frame_ms", "must be > 0", "set the frame duration in ms")
+        n = self.fold_factor
+        if self.d_model % n:
+            raise _fail(where, "fold_factor",
+                        f"={n} does not divide d_model={self.d_model}",
+                        "choose a fold_factor that divides d_model")
+        if self.d_model % self.n_heads:
+            raise _fail(where, "n_heads", f"={self.n_heads} does not divide d_model={self.d_model}",
+                        "choose n_heads that divides d_model")
+        if self.head_mode == "shrink" and self.n_heads % n:
+            raise _fail(where, "fold_factor",
+                        f"={n} does not divide n_heads={self.n_heads} (head_mode='shrink' keeps "
+                        "the head dim and uses n_heads/fold_factor heads)",
+                        "choose a fold_factor that divides n_heads, or head_mode='keep'")
+        if self.head_mode == "keep" and self.folded_dim % self.n_heads:
+            raise _fail(where, "n_heads",
+                        f"={self.n_heads} does not divide the folded width "
+                        f"d_model/fold_factor={self.folded_dim} (head_mode='keep')",
+                        "choose fewer heads, a smaller fold_factor, or head_mode='shrink'")
+        if self.fold_scope == "attn+ffn" and self.ffn_dim % n:
+            raise _fail(where, "ffn_dim", f"={self.ffn_dim} is not divisible by fold_factor={n} "
+                        "(fold_scope='attn+ffn' folds the FFN too)",
+                        "choose ffn_dim divisible by fold_factor, or fold_scope='attn'")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Shape of the accelerator: array, SRAM banks, host interface, clock."""
+
+    rows: int = 16
+    cols: int = 16
+    in_bits: int = 8
+    acc_bits: int = 32
+    act_sram_kib: int = 64
+    wgt_sram_kib: int = 64
+    acc_sram_kib: int = 64
+    host_bytes_per_cycle: int = 16
+    dram_bytes_per_cycle: int = 16
+    clock_mhz: float = 500.0
+    dataflow: str = "os"
+
+    def validate(self, where: str = "[hardware]") -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool)):
+                raise _fail(where, f.name, f"must be an integer, got {v!r}", "write a whole number")
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if not 1 <= v <= 64:
+                raise _fail(where, name, f"={v} is outside 1..64", f"set {name} between 1 and 64")
+        if self.in_bits != 8:
+            raise _fail(where, "in_bits", f"={self.in_bits} is not supported",
+                        "use in_bits = 8 (int8 operands)")
+        if self.acc_bits != 32:
+            raise _fail(where, "acc_bits", f"={self.acc_bits} is not supported",
+                        "use acc_bits = 32 (int32 accumulators)")
+        for name in ("act_sram_kib", "wgt_sram_kib", "acc_sram_kib"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise _fail(where, name, f"={v} is not a power of two >= 1",
+                            f"set {name} to 1, 2, 4, ... KiB")
+        for name in ("host_bytes_per_cycle", "dram_bytes_per_cycle"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise _fail(where, name, f"={v} is not a power of two >= 1",
+                            f"set {name} to 1, 2, 4, 8, 16, ...")
+        if not self.clock_mhz > 0:
+            raise _fail(where, "clock_mhz", "must be > 0", "set the clock in MHz")
+        if self.dataflow not in ("os",):
+            raise _fail(where, "dataflow", f"={self.dataflow!r} is not supported",
+                        "use 'os' (output-stationary)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Model + hardware: the single object every component reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    source: str = field(default="<defaults>", compare=False)
+
+    def validate(self) -> None:
+        self.model.validate(f"{self.source} [model]")
+        self.hardware.validate(f"{self.source} [hardware]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the model and hardware tables (no source path)."""
+        return {"model": dataclasses.asdict(self.model),
+                "hardware": dataclasses.asdict(self.hardware)}
+
+    def to_toml(self) -> str:
+        """TOML text that :func:`load_config` reads back to an equal config."""
+        lines = []
+        for table, values in self.to_dict().items():
+            lines.append(f"[{table}]")
+            for k, v in values.items():
+                lines.append(f"{k} = {json.dumps(v)}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def digest(self) -> str:
+        """sha256 hex of the canonical JSON of :meth:`to_dict`."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> Config:
+        """Copy with ``model``/``hardware`` field overrides, e.g. ``fold_factor=4, rows=8``."""
+        mnames = {f.name for f in fields(ModelConfig)}
+        hnames = {f.name for f in fields(HardwareConfig)}
+        mch = {k: v for k, v in changes.items() if k in mnames}
+        hch = {k: v for k, v in changes.items() if k in hnames}
+        unknown = set(changes) - mnames - hnames
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {sorted(unknown)}; known model fields: "
+                              f"{sorted(mnames)}, hardware fields: {sorted(hnames)}")
+        cfg = Config(dataclasses.replace(self.model, **mch),
+                     dataclasses.replace(self.hardware, **hch), self.source)
+        cfg.validate()
+        return cfg
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown field '{key}'; fix: remove it or use one of "
+                              f"{sorted(known)}")
+    kwargs = {}
+    for key, value in table.items():
+        ftype = known[key].type
+        if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif ftype == "float" and not isinstance(value, float):
+            raise _fail(where, key, f"must be a number, got {value!r}", "write a number")
+        elif ftype == "str" and not isinstance(value, str):
+            raise _fail(where, key, f"must be a string, got {value!r}", "quote the value")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a config from ``{"model": {...}, "hardware": {...}}``."""
+    for key in data:
+        if key not in ("model", "hardware"):
+            raise ConfigError(f"{source}: unknown table [{key}]; fix: use [model] and [hardware]")
+    model = _build(ModelConfig, data.get("model", {}), f"{source} [model]")
+    hardware = _build(HardwareConfig, data.get("hardware", {}), f"{source} [hardware]")
+    cfg = Config(model, hardware, source)
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path | None = None, fold: int | None = None) -> Config:
+    """Load and validate a TOML config; ``fold`` overrides ``model.fold_factor``.
+
+    ``path=None`` loads the embedded default (``configs/demo.toml``).
+    """
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' not found; fix: pass an existing TOML file "
+                          f"(see {CONFIG_DIR})")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}; fix: correct the syntax")
+    if fold is not None:
+        data.setdefault("model", {})["fold_factor"] = fold
+    return config_from_dict(data, str(p))
