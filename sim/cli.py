@@ -17,6 +17,7 @@ from sim.cliutil import USER_ERRORS, UserError
 # Command modules, in help order. Each defines register(subparsers).
 COMMAND_MODULES = [
     "sim.cmd_doctor",
+    "sim.cmd_model",
 ]
 
 
