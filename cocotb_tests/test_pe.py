@@ -1,0 +1,40 @@
+"""Runs the MAC PE testbench (cocotb_tests/tb_pe.py) on the Verilated PE."""
+
+import pytest
+
+from sim.designs import pe_design
+from sim.rtl import run_cocotb
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.mark.parametrize("seed", [2026])
+def test_pe_matches_numpy(seed):
+    result = run_cocotb(pe_design(), "cocotb_tests.tb_pe",
+                        env={"FOLDACCEL_SEED": str(seed), "FOLDACCEL_PE_CYCLES": "8000"})
+    assert {t.name for t in result.tests} == {"random_stream", "corners"}
+    assert result.ok, result.summary()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_pe_many_seeds(seed):
+    result = run_cocotb(pe_design(), "cocotb_tests.tb_pe",
+                        env={"FOLDACCEL_SEED": str(seed), "FOLDACCEL_PE_CYCLES": "30000"})
+    assert result.ok, result.summary()
+
+
+def test_waveforms_on_request():
+    """waves=True leaves a waveform (FST when lz4 headers exist, VCD otherwise)."""
+    from sim.rtl import waves_format
+    from sim.toolchain import activate
+
+    result = run_cocotb(pe_design(), "cocotb_tests.tb_pe", testcase="random_stream",
+                        env={"FOLDACCEL_PE_CYCLES": "50"}, waves=True)
+    assert result.ok, result.summary()
+    assert result.waves_file is not None
+    assert result.waves_file.suffix == "." + waves_format(activate())
+    assert result.waves_file.stat().st_size > 0
+    plain = run_cocotb(pe_design(), "cocotb_tests.tb_pe", testcase="random_stream",
+                       env={"FOLDACCEL_PE_CYCLES": "50"})
+    assert plain.waves_file is None

@@ -1,0 +1,51 @@
+"""Multiply-accumulate processing element for an output-stationary systolic array."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+class MacPE(wiring.Component):
+    """int8 x int8 -> int32 multiply-accumulate cell.
+
+    Each cycle, with ``valid`` high the product ``a * b`` is accumulated; with ``clear`` high
+    the accumulator restarts: ``acc <= a*b`` if ``valid`` else ``acc <= 0``. The accumulator
+    wraps modulo 2**acc_bits (the compiler keeps K small enough that it never does).
+
+    For systolic use, ``a``/``valid``/``clear`` are forwarded one cycle later on the
+    ``*_out`` ports (to the right neighbour) and ``b`` on ``b_out`` (to the one below).
+    """
+
+    def __init__(self, in_bits: int = 8, acc_bits: int = 32):
+        self.in_bits = in_bits
+        self.acc_bits = acc_bits
+        super().__init__({
+            "a": In(signed(in_bits)),
+            "b": In(signed(in_bits)),
+            "valid": In(1),
+            "clear": In(1),
+            "a_out": Out(signed(in_bits)),
+            "b_out": Out(signed(in_bits)),
+            "valid_out": Out(1),
+            "clear_out": Out(1),
+            "acc": Out(signed(acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        product = Signal(signed(2 * self.in_bits))
+        m.d.comb += product.eq(self.a * self.b)
+        base = Mux(self.clear, 0, self.acc)
+        with m.If(self.valid):
+            m.d.sync += self.acc.eq(base + product)
+        with m.Elif(self.clear):
+            m.d.sync += self.acc.eq(0)
+        m.d.sync += [
+            self.a_out.eq(self.a),
+            self.b_out.eq(self.b),
+            self.valid_out.eq(self.valid),
+            self.clear_out.eq(self.clear),
+        ]
+        return m

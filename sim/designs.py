@@ -1,0 +1,14 @@
+"""RTL designs the runner can build: each returns an :class:`sim.rtl.RtlDesign`."""
+
+from __future__ import annotations
+
+from sim.rtl import RtlDesign, component_verilog
+
+
+def pe_design(in_bits: int = 8, acc_bits: int = 32) -> RtlDesign:
+    """The multiply-accumulate PE alone, as Verilog module ``mac_pe``."""
+    from hw.pe import MacPE
+
+    params = {"in_bits": in_bits, "acc_bits": acc_bits}
+    text = component_verilog("mac_pe", lambda: MacPE(in_bits, acc_bits), params)
+    return RtlDesign("mac_pe", {"mac_pe.v": text})

@@ -1,0 +1,299 @@
+"""RTL runner: Amaranth component -> Verilog -> Verilator build -> cocotb test module.
+
+Both expensive steps are cached on disk under :func:`build_root` (``build/`` in the repo,
+or ``$FOLDACCEL_BUILD_DIR``):
+
+* Verilog, keyed by the design name, its parameters, the sources of the ``hw`` package and
+  the Amaranth version (:func:`component_verilog`);
+* Verilator builds, keyed by a hash of the Verilog text, the build flags and the toolchain
+  versions (:func:`build`). A build directory is reused only after a completed build.
+
+:func:`run_cocotb` runs one cocotb test module (many tests) in one simulator process and
+returns per-test results parsed from cocotb's xUnit XML.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.toolchain import Toolchain, ToolchainError, activate, fst_supported
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HW_DIR = REPO_ROOT / "hw"
+
+# Flags every Verilator build gets. Amaranth's Verilog trips lint warnings (TOOLCHAIN.md).
+BASE_BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+                   "--x-initial", "fast")
+
+
+class RtlBuildError(RuntimeError):
+    """Verilator or the C++ build failed; the message carries the log tail and its path."""
+
+
+class RtlRunError(RuntimeError):
+    """The simulator did not produce results (crash, timeout, missing test module)."""
+
+
+def build_root() -> Path:
+    """Where generated Verilog, builds and run directories live."""
+    root = os.environ.get("FOLDACCEL_BUILD_DIR")
+    return Path(root) if root else REPO_ROOT / "build"
+
+
+def _sha(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def hw_source_digest() -> str:
+    """Hash of every ``hw/**/*.py`` file: generated Verilog depends on all of them."""
+    h = hashlib.sha256()
+    for path in sorted(HW_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(HW_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock (parallel tests may build the same design)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str, Any],
+                      config_toml: str | None = None) -> str:
+    """Verilog of ``factory()`` (an Amaranth component) as module ``name``, cached on disk.
+
+    ``params`` must hold everything ``factory`` depends on besides the ``hw`` sources.
+    With ``config_toml``, the config the design came from is stored beside the Verilog.
+    """
+    amaranth_version = importlib.metadata.version("amaranth")
+    key = _sha(name, json.dumps(params, sort_keys=True, default=str), hw_source_digest(),
+               amaranth_version)[:16]
+    vdir = build_root() / "verilog"
+    vfile = vdir / f"{name}-{key}.v"
+    if vfile.is_file():
+        return vfile.read_text()
+    with _locked(vdir / f".{name}-{key}.lock"):
+        if vfile.is_file():
+            return vfile.read_text()
+        from amaranth.back import verilog
+        t0 = time.monotonic()
+        text = verilog.convert(factory(), name=name, emit_src=False)
+        log.info("generated Verilog for %s in %.1f s -> %s", name, time.monotonic() - t0, vfile)
+        if config_toml is not None:
+            _atomic_write(vdir / f"{name}-{key}.toml", config_toml)
+        _atomic_write(vfile, text)
+    return text
+
+
+@dataclass(frozen=True)
+class RtlDesign:
+    """Verilog sources ready for Verilator and the top module to simulate."""
+
+    toplevel: str
+    sources: Mapping[str, str]  # file name -> Verilog text
+    build_args: tuple[str, ...] = ()
+    timing: bool = False  # build with --timing (needed for `always #d` clocks in a wrapper)
+
+    def key(self, tc: Toolchain, waves: str) -> str:
+        """Hash of everything the compiled simulator depends on."""
+        parts = [self.toplevel, *BASE_BUILD_ARGS, *self.build_args, str(self.timing),
+                 str(waves), tc.verilator_version, tc.gxx_version, tc.makeflags,
+                 importlib.metadata.version("cocotb")]
+        for fname in sorted(self.sources):
+            parts += [fname, self.sources[fname]]
+        return _sha(*parts)[:16]
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _quiet(runner: Any) -> Any:
+    """cocotb's runner logs every command at INFO; keep that for ``-v`` only."""
+    runner.log.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    return runner
+
+
+def waves_format(tc: Toolchain) -> str:
+    """``"fst"`` when the FST writer can be compiled, else ``"vcd"`` (with a warning)."""
+    if fst_supported(tc):
+        return "fst"
+    log.warning("FST waveforms need the lz4 headers (fix: apt-get install liblz4-dev); "
+                "writing VCD instead")
+    return "vcd"
+
+
+def build(design: RtlDesign, waves: bool = False) -> Path:
+    """Compile ``design`` with Verilator (cached); return the build directory.
+
+    ``waves=True`` builds with tracing: FST when possible, otherwise VCD.
+    """
+    tc = activate()
+    fmt = waves_format(tc) if waves else ""
+    key = design.key(tc, fmt)
+    bdir = build_root() / "rtl" / f"{design.toplevel}-{key}"
+    stamp = bdir / ".complete"
+    if stamp.is_file():
+        return bdir
+    with _locked(bdir.with_name(bdir.name + ".lock")):
+        if stamp.is_file():
+            return bdir
+        if bdir.exists():  # an interrupted build: start over (stale PCH files break make)
+            shutil.rmtree(bdir)
+        src = bdir / "src"
+        src.mkdir(parents=True)
+        paths = []
+        for fname, text in design.sources.items():
+            (src / fname).write_text(text)
+            paths.append(src / fname)
+        args = list(BASE_BUILD_ARGS) + list(design.build_args)
+        if design.timing:
+            args.append("--timing")
+        if fmt == "fst":
+            args.append("--trace-fst")
+        from cocotb_tools.runner import get_runner
+        runner = _quiet(get_runner("verilator"))
+        build_log = bdir / "build.log"
+        t0 = time.monotonic()
+        log.info("building %s with Verilator %s (cache miss, key %s)", design.toplevel,
+                 tc.verilator_version, key)
+        try:
+            runner.build(sources=paths, hdl_toplevel=design.toplevel, build_dir=bdir,
+                         build_args=args, waves=waves, timescale=("1ns", "1ps"),
+                         log_file=build_log)
+        except (RuntimeError, subprocess.CalledProcessError, SystemExit, OSError) as e:
+            raise RtlBuildError(f"Verilator build of {design.toplevel} failed ({e}); log "
+                                f"{build_log}:\n{_tail(build_log)}") from None
+        log.info("built %s in %.1f s", design.toplevel, time.monotonic() - t0)
+        stamp.write_text(json.dumps({"key": key, "seconds": time.monotonic() - t0}))
+    return bdir
+
+
+@dataclass
+class TestOutcome:
+    """One cocotb test's result."""
+
+    name: str
+    passed: bool
+    message: str = ""
+    sim_time_ns: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """Results of one simulator process running a cocotb test module."""
+
+    tests: list[TestOutcome] = field(default_factory=list)
+    run_dir: Path = Path()
+    log_file: Path = Path()
+    waves_file: Path | None = None
+    wall_s: float = 0.0
+
+    @property
+    def failed(self) -> list[TestOutcome]:
+        return [t for t in self.tests if not t.passed]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.tests) and not self.failed
+
+    def summary(self) -> str:
+        lines = [f"{len(self.tests) - len(self.failed)} passed, {len(self.failed)} failed "
+                 f"({self.wall_s:.1f} s, log {self.log_file})"]
+        for t in self.failed:
+            lines.append(f"FAILED {t.name}: {t.message}")
+        return "\n".join(lines)
+
+
+def _parse_results(xml_file: Path) -> list[TestOutcome]:
+    outcomes = []
+    for case in ET.parse(xml_file).getroot().iter("testcase"):
+        fail = case.find("failure")
+        if fail is None:
+            fail = case.find("error")
+        msg = "" if fail is None else (fail.get("message") or fail.text or "failed").strip()
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        outcomes.append(TestOutcome(case.get("name", "?"), fail is None, msg,
+                                    float(props.get("sim_time_duration") or 0)))
+    return outcomes
+
+
+def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str] | None = None,
+               env: Mapping[str, str] | None = None, waves: bool = False,
+               seed: int = 0) -> RunResult:
+    """Build (cached) and run the cocotb tests in ``test_module`` against ``design``.
+
+    ``env`` reaches the test module as environment variables (use it for parameters).
+    Raises :class:`RtlRunError` when the simulator produced no results.
+    """
+    bdir = build(design, waves)
+    runs = build_root() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{design.toplevel}-", dir=runs))
+    results = run_dir / "results.xml"
+    sim_log = run_dir / "sim.log"
+    from cocotb_tools.runner import get_runner
+    runner = _quiet(get_runner("verilator"))
+    t0 = time.monotonic()
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=design.toplevel,
+                    hdl_toplevel_lang="verilog", build_dir=bdir, test_dir=run_dir,
+                    testcase=testcase, extra_env=dict(env or {}), waves=waves, seed=seed,
+                    results_xml=str(results), log_file=sim_log)
+    except SystemExit:
+        pass  # cocotb exits when tests fail; the results file says which
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        raise RtlRunError(f"simulator failed ({e}); log {sim_log}:\n{_tail(sim_log)}") from None
+    wall = time.monotonic() - t0
+    if not results.is_file():
+        raise RtlRunError(f"simulation of {design.toplevel} with {test_module} produced no "
+                          f"results; log {sim_log}:\n{_tail(sim_log)}")
+    tests = _parse_results(results)
+    if not tests:
+        raise RtlRunError(f"{test_module} ran no tests (filter {testcase!r}); log {sim_log}")
+    dumps = [run_dir / "dump.fst", run_dir / "dump.vcd"]
+    wf = next((p for p in dumps if p.is_file()), None)
+    return RunResult(tests, run_dir, sim_log, wf, wall)
+
+
+__all__ = [
+    "RtlBuildError", "RtlDesign", "RtlRunError", "RunResult", "TestOutcome", "ToolchainError",
+    "build", "build_root", "component_verilog", "run_cocotb",
+]
