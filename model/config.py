@@ -260,7 +260,8 @@ def load_config(path: str | Path | None = None, fold: int | None = None) -> Conf
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file '{p}' is not valid TOML: {e}; fix: correct the syntax") from None
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}; "
+                          "fix: correct the syntax") from None
     if fold is not None:
         data.setdefault("model", {})["fold_factor"] = fold
     return config_from_dict(data, str(p))
