@@ -31,15 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(func=cmd_info)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _change(new: int, base: int) -> str:
+    """Signed change vs the baseline: negative = smaller than at fold 1."""
+    return f"{100 * (new / base - 1):+.2f}%" if base else "-"
 
 
 def _rows(info: dict) -> list[list]:
     cur, base = info, info["baseline_fold1"]
 
     def row(label: str, a: int, b: int) -> list:
-        return [label, a, b, _pct(1 - a / b) if b else "-"]
+        return [label, a, b, _change(a, b)]
 
     p, bp = cur["params"], base["params"]
     mb, bmb = cur["macs_per_step_breakdown"], base["macs_per_step_breakdown"]
@@ -73,7 +74,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"config {cfg.source}: d_model={m.d_model} ffn_dim={m.ffn_dim} n_layers={m.n_layers} "
           f"fold_factor={m.fold_factor} fold_scope={m.fold_scope} head_mode={m.head_mode} "
           f"({m.attn_heads} heads x {m.head_dim})")
-    print(format_table(["", f"fold {m.fold_factor}", "fold 1", "reduction"], _rows(info)))
+    print(format_table(["", f"fold {m.fold_factor}", "fold 1", "change"], _rows(info)))
     print("step = one segment (+ right context) through all layers with a full memory bank "
           "and left-context cache; weight bytes: int8 matrices, int32 biases and LayerNorm")
     return 0
