@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.config import ModelConfig, load_config
+from model.config import CONFIG_DIR, ModelConfig, load_config
 from model.encoder import (
     StreamState,
     build_model,
@@ -16,7 +16,7 @@ from model.encoder import (
 )
 
 DT = torch.float64
-TINY = load_config("configs/tiny.toml").model  # D=64, H=4, F=128, 2 layers, L=4, R=1, C=4, M=2
+TINY = load_config(CONFIG_DIR / "tiny.toml").model  # D=64, H=4, F=128, 2 layers, L=4, R=1, C=4, M=2
 
 
 def _cfg(**kw) -> ModelConfig:
