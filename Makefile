@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-full lint bench doctor clean
+.PHONY: install test test-full lint bench doctor toolchain clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ lint: install
 
 bench: install
 	$(PY) -m sim.bench
+
+toolchain: install
+	$(PY) -m sim.toolchain
 
 doctor: install
 	$(VENV)/bin/foldaccel doctor
