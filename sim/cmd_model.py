@@ -31,16 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(func=cmd_info)
 
 
-def _change(new: int, base: int) -> str:
-    """Signed change vs the baseline: negative = smaller than at fold 1."""
-    return f"{100 * (new / base - 1):+.2f}%" if base else "-"
+def _ratio(new: int, base: int) -> str:
+    """``new / base`` with 3 decimals: below 1 = smaller than at fold 1."""
+    return f"{new / base:.3f}" if base else "-"
 
 
 def _rows(info: dict) -> list[list]:
     cur, base = info, info["baseline_fold1"]
 
     def row(label: str, a: int, b: int) -> list:
-        return [label, a, b, _change(a, b)]
+        return [label, a, b, _ratio(a, b)]
 
     p, bp = cur["params"], base["params"]
     mb, bmb = cur["macs_per_step_breakdown"], base["macs_per_step_breakdown"]
@@ -74,7 +74,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"config {cfg.source}: d_model={m.d_model} ffn_dim={m.ffn_dim} n_layers={m.n_layers} "
           f"fold_factor={m.fold_factor} fold_scope={m.fold_scope} head_mode={m.head_mode} "
           f"({m.attn_heads} heads x {m.head_dim})")
-    print(format_table(["", f"fold {m.fold_factor}", "fold 1", "change"], _rows(info)))
+    n = m.fold_factor
+    print(format_table(["", f"fold {n}", "fold 1", f"fold {n} / fold 1"], _rows(info)))
+    red = info["reduction_vs_fold1"]
+    print(f"reduction vs fold 1: parameters {100 * red['params_total']:.2f}%, int8 weight bytes "
+          f"{100 * red['weight_bytes_int8']:.2f}%, MACs per step {100 * red['macs_per_step']:.2f}%")
     print("step = one segment (+ right context) through all layers with a full memory bank "
           "and left-context cache; weight bytes: int8 matrices, int32 biases and LayerNorm")
     return 0

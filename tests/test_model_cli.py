@@ -53,7 +53,8 @@ def test_info_human_table(capsys):
     assert main(["model", "info", "--config", BASE, "--fold", "2"]) == 0
     out = capsys.readouterr().out
     assert "263,168" in out and "1,050,624" in out
-    assert "-74.95%" in out  # attention parameters per layer vs fold 1
+    attn_row = next(line for line in out.splitlines() if line.startswith("attention params"))
+    assert attn_row.split()[-1] == f"{263_168 / 1_050_624:.3f}"  # ratio vs fold 1
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
 
