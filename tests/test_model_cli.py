@@ -55,6 +55,8 @@ def test_info_human_table(capsys):
     assert "263,168" in out and "1,050,624" in out
     attn_row = next(line for line in out.splitlines() if line.startswith("attention params"))
     assert attn_row.split()[-1] == f"{263_168 / 1_050_624:.3f}"  # ratio vs fold 1
+    per_layer_1, per_layer_2 = 1_050_624 + PER_LAYER_FFN_LN, 263_168 + PER_LAYER_FFN_LN
+    assert f"parameters {100 * (1 - per_layer_2 / per_layer_1):.2f}%" in out
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
 
