@@ -74,7 +74,7 @@ def format_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _numeric(cell: str) -> bool:
-    return cell.replace(",", "").replace(".", "").replace("-", "").replace("%", "").isdigit()
+    return cell.lstrip("+-").replace(",", "").replace(".", "", 1).rstrip("%x").isdigit()
 
 
 def _fmt(c: Any) -> str:
