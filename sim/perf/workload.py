@@ -1,0 +1,189 @@
+"""What one streaming layer step computes, as GEMMs and vector ops in execution order.
+
+The step follows ``model/encoder.py`` (``EmformerLayer.step``) with the shapes of the folded
+model. Symbols: D = d_model, N = fold_factor, Dn = D/N, h = attention heads, hd = head dim,
+F = ffn_dim, R = right_context, L = segment_length, m memories, c cached left-context tokens;
+``Tq = R+L+1``, ``Tkv = m+R+L``, ``Tk = m+R+c+L``; ``nf = N`` if the FFN is folded else 1.
+
+==========  =====================  ===========================================
+op          kind                   shape (M x K x N, count) / rows x width
+==========  =====================  ===========================================
+ln_in       layernorm              (R+L) x D
+summary     mean_pool              L rows -> 1 x D
+q_proj      GEMM (weight)          Tq*N x Dn x Dn
+k_proj      GEMM (weight)          Tkv*N x Dn x Dn
+v_proj      GEMM (weight)          Tkv*N x Dn x Dn
+scores      GEMM (activation)      Tq*N x hd x Tk*N, h times
+softmax     softmax                Tq*N x Tk*N, h times
+attn_v      GEMM (activation)      Tq*N x Tk*N x hd, h times
+out_proj    GEMM (weight)          Tq*N x Dn x Dn
+squash      clamp / tanh           1 x D  (the new memory vector)
+resid1      residual_add           (R+L) x D
+ln_ffn      layernorm              (R+L) x D
+fc1         GEMM (weight) + ReLU   (R+L)*nf x D/nf x F/nf
+fc2         GEMM (weight)          (R+L)*nf x F/nf x D/nf
+resid2      residual_add           (R+L) x D
+ln_out      layernorm              (R+L) x D
+==========  =====================  ===========================================
+
+Every GEMM result (int32) is requantized to int8 by the vector unit (``requant_<gemm>``,
+with ReLU for fc1; the scores' requantization also applies ``1/sqrt(hd)``). Folding and
+unfolding are address patterns and cost nothing. The MACs of the GEMMs equal
+:func:`model.accounting.layer_step_counts` (tested).
+
+Each op also names the tensors it reads and writes, with their bank and bytes, so that
+:func:`live_peak` can compute the on-chip working set of the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.config import Config, ModelConfig
+from sim.perf.vector import VectorOp
+
+
+@dataclass(frozen=True)
+class GemmOp:
+    """``count`` GEMMs ``(m x k) @ (k x n)``; ``weight``: B is a weight matrix (from DRAM when
+    weights are streamed) rather than an on-chip activation; ``bias``: a bias row is added."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+    count: int = 1
+    weight: bool = True
+    bias: bool = True
+
+    @property
+    def macs(self) -> int:
+        return self.count * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    bank: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of the layer step with the tensors it reads and writes (per invocation; a
+    per-head op of ``count`` h keeps one head's tensors live at a time)."""
+
+    op: GemmOp | VectorOp
+    reads: tuple[str, ...]
+    writes: tuple[Tensor, ...]
+
+
+def _mc(cfg: ModelConfig | Config) -> ModelConfig:
+    return cfg.model if isinstance(cfg, Config) else cfg
+
+
+def layer_steps(cfg: ModelConfig | Config, n_memory: int | None = None,
+                n_left: int | None = None) -> list[Step]:
+    """The ops of one layer on one segment with ``n_memory`` memories and ``n_left`` cached
+    left-context tokens (default: full bank and cache, the steady state)."""
+    c = _mc(cfg)
+    m = c.max_memory if n_memory is None else n_memory
+    lc = c.left_context if n_left is None else n_left
+    if not 0 <= m <= c.max_memory:
+        raise ValueError(f"n_memory={m} is outside 0..max_memory={c.max_memory}")
+    if not 0 <= lc <= c.left_context:
+        raise ValueError(f"n_left={lc} is outside 0..left_context={c.left_context}")
+    n, d, r, seg = c.fold_factor, c.d_model, c.right_context, c.segment_length
+    dn, h, hd, f = c.folded_dim, c.attn_heads, c.head_dim, c.ffn_dim
+    nf = n if c.fold_scope == "attn+ffn" else 1
+    tq, tkv, tk = r + seg + 1, m + r + seg, m + r + lc + seg
+    rows = r + seg
+
+    def act(name: str, nbytes: int) -> Tensor:
+        return Tensor(name, "act", nbytes)
+
+    def acc(name: str, nbytes: int) -> Tensor:
+        return Tensor(name, "acc", 4 * nbytes)
+
+    def gemm(name, mm, kk, nn, reads, count=1, weight=True, bias=True) -> list[Step]:
+        """The GEMM into the accumulator bank, then its requantization to int8."""
+        return [Step(GemmOp(name, mm, kk, nn, count, weight, bias), reads,
+                     (acc(f"{name}_acc", mm * nn),)),
+                Step(VectorOp(f"requant_{name}", "requant", mm, nn, count),
+                     (f"{name}_acc",), (act(name, mm * nn),))]
+
+    squash = "tanh" if c.memory_squash == "tanh" else "clamp"
+    steps = [
+        Step(VectorOp("ln_in", "layernorm", rows, d), ("x",), (act("ln_in", rows * d),)),
+        Step(VectorOp("summary", "mean_pool", seg, d), ("ln_in",), (act("summary", d),)),
+        *gemm("q_proj", tq * n, dn, dn, ("ln_in", "summary")),
+        *gemm("k_proj", tkv * n, dn, dn, ("memory", "ln_in")),
+        *gemm("v_proj", tkv * n, dn, dn, ("memory", "ln_in")),
+        *gemm("scores", tq * n, hd, tk * n, ("q_proj", "k_proj", "lc_key"), count=h,
+              weight=False, bias=False),
+        Step(VectorOp("softmax", "softmax", tq * n, tk * n, h), ("scores",),
+             (act("probs", tq * n * tk * n),)),
+        *gemm("attn_v", tq * n, tk * n, hd, ("probs", "v_proj", "lc_value"), count=h,
+              weight=False, bias=False),
+        *gemm("out_proj", tq * n, dn, dn, ("attn_v",)),
+        Step(VectorOp("squash", squash, 1, d), ("out_proj",), (act("new_memory", d),)),
+        Step(VectorOp("resid1", "residual_add", rows, d), ("out_proj", "x"),
+             (act("resid1", rows * d),)),
+        Step(VectorOp("ln_ffn", "layernorm", rows, d), ("resid1",), (act("ln_ffn", rows * d),)),
+        *gemm("fc1", rows * nf, d // nf, f // nf, ("ln_ffn",)),
+        *gemm("fc2", rows * nf, f // nf, d // nf, ("fc1",)),
+        Step(VectorOp("resid2", "residual_add", rows, d), ("fc2", "resid1"),
+             (act("resid2", rows * d),)),
+        Step(VectorOp("ln_out", "layernorm", rows, d), ("resid2",), (act("out", rows * d),)),
+    ]
+    # requant_fc1 applies ReLU: same cost as any requantization.
+    return steps
+
+
+def gemm_ops(steps: list[Step]) -> list[GemmOp]:
+    return [s.op for s in steps if isinstance(s.op, GemmOp)]
+
+
+def vector_ops(steps: list[Step]) -> list[VectorOp]:
+    return [s.op for s in steps if isinstance(s.op, VectorOp)]
+
+
+def state_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
+    """On-chip state one layer keeps across segments (int8, activation bank): the memory bank
+    (``M x D``) and the folded left-context key and value caches (``C*N x D/N`` each)."""
+    c = _mc(cfg)
+    return {"memory_bank": c.max_memory * c.d_model,
+            "left_context_cache": 2 * c.left_context * c.d_model,
+            "total": (c.max_memory + 2 * c.left_context) * c.d_model}
+
+
+def live_peak(cfg: ModelConfig | Config, steps: list[Step]) -> dict[str, int]:
+    """Peak bytes per bank of the step's live tensors.
+
+    The layer input ``x`` (``(R+L) x D``) is live from the start; a tensor is live from the op
+    that writes it to the last op that reads it (``out`` to the end). The state (memory bank,
+    left-context caches) is not included (see :func:`state_bytes`).
+    """
+    c = _mc(cfg)
+    x = Tensor("x", "act", (c.right_context + c.segment_length) * c.d_model)
+    tensors = {x.name: x}
+    last_use = {x.name: -1}
+    born = {x.name: -1}
+    for i, s in enumerate(steps):
+        for name in s.reads:
+            if name in tensors:
+                last_use[name] = i
+        for t in s.writes:
+            tensors[t.name] = t
+            born[t.name] = i
+            last_use.setdefault(t.name, i)
+    last_use["out"] = len(steps)
+    peak: dict[str, int] = {"act": 0, "wgt": 0, "acc": 0}
+    for i in range(len(steps)):
+        live: dict[str, int] = {"act": 0, "wgt": 0, "acc": 0}
+        for name, t in tensors.items():
+            if born[name] <= i <= last_use[name]:
+                live[t.bank] += t.nbytes
+        for bank in peak:
+            peak[bank] = max(peak[bank], live[bank])
+    return peak
