@@ -396,11 +396,9 @@ def make_lut_i8(fn: Any, in_scale: float, out_scale: float) -> np.ndarray:
     return saturate_i8(vals)
 
 
-def make_tanh_lut(in_scale: float, out_scale: float, bound: float) -> np.ndarray:
-    """Table of ``bound * tanh(x / bound)`` (the memory squash ``memory_squash='tanh'``)."""
-    if not bound > 0:
-        raise IntOpsError(f"tanh bound must be > 0, got {bound}")
-    return make_lut_i8(lambda v: bound * math.tanh(v / bound), in_scale, out_scale)
+def make_tanh_lut(in_scale: float, out_scale: float) -> np.ndarray:
+    """Table of ``tanh`` (the memory squash ``memory_squash='tanh'``)."""
+    return make_lut_i8(math.tanh, in_scale, out_scale)
 
 
 def lut_i8(x: Any, lut: Any) -> np.ndarray:
