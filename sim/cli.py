@@ -18,6 +18,7 @@ from sim.cliutil import USER_ERRORS, UserError
 COMMAND_MODULES = [
     "sim.cmd_doctor",
     "sim.cmd_model",
+    "sim.cmd_quant",
 ]
 
 

@@ -1,0 +1,284 @@
+"""Deterministic export of a quantized model, and validated loading.
+
+An export directory holds:
+
+* ``weights.npz``: every integer tensor of :func:`model.quantize.tensor_specs` (``.npy``
+  members in sorted name order, stored uncompressed, fixed 1980-01-01 timestamps: the same
+  model gives the same bytes);
+* ``manifest.json``: format/version, the config (``Config.to_dict``) and its digest, the seed,
+  calibration settings, the activation scales, the numeric constants and, per tensor, shape,
+  dtype, sha256 (of the raw little-endian C-order array bytes), hex image path and, for weights,
+  the per-channel scales;
+* ``hex/<name>.hex``: one ``$readmemh`` image per tensor: a ``//`` comment line, then one
+  element per line in C (row-major) order as two's-complement hex of the dtype's width (int8: 2
+  digits, int32: 8, int64: 16), lowercase, no address markers.
+
+Writing is atomic: everything goes to a temporary directory beside the target, which is renamed
+into place at the end; on failure nothing is left behind and an older export stays intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import intops
+from model.config import Config, ConfigError, config_from_dict
+from model.quantize import ACT_POINTS, LINEARS, QuantModel, tensor_specs
+
+FORMAT = "foldaccel-weights"
+VERSION = 1
+WEIGHTS = "weights.npz"
+MANIFEST = "manifest.json"
+HEX_DIR = "hex"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class ExportError(ValueError):
+    """A bad export directory or export target; the message names the file/tensor and fix."""
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 of the raw little-endian, C-order bytes of ``a``."""
+    le = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return hashlib.sha256(le.tobytes()).hexdigest()
+
+
+def hex_image(name: str, a: np.ndarray) -> str:
+    """``$readmemh`` text of ``a``: a comment, then one two's-complement word per line."""
+    bits = a.dtype.itemsize * 8
+    digits = bits // 4
+    mask = (1 << bits) - 1
+    shape = "x".join(str(n) for n in a.shape)
+    lines = [f"// {name} {a.dtype} shape {shape} row-major, two's complement, "
+             f"{digits} hex digits per element"]
+    lines += [format(int(v) & mask, f"0{digits}x") for v in a.reshape(-1).tolist()]
+    return "\n".join(lines) + "\n"
+
+
+def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(tensors):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(tensors[name]),
+                                      allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def numerics_constants() -> dict[str, int]:
+    """The fixed-point constants of ``docs/NUMERICS.md`` the hardware must agree on."""
+    return {"m_bits": intops.M_BITS, "s_min": intops.S_MIN, "s_max": intops.S_MAX,
+            "prob_bits": intops.PROB_BITS, "exp_bits": intops.EXP_BITS,
+            "ln_frac_bits": intops.LN_FRAC_BITS, "rsqrt_bits": intops.RSQRT_BITS,
+            "rsqrt_lut_base": intops.RSQRT_LUT_BASE}
+
+
+def manifest_dict(qm: QuantModel) -> dict[str, Any]:
+    """The manifest of ``qm`` (see the module docstring)."""
+    tensors = {}
+    for name in sorted(qm.tensors):
+        a = qm.tensors[name]
+        entry: dict[str, Any] = {"shape": list(a.shape), "dtype": str(a.dtype),
+                                 "sha256": array_sha256(a), "hex": f"{HEX_DIR}/{name}.hex"}
+        if name in qm.weight_scales:
+            entry["scale"] = [float(v) for v in qm.weight_scales[name]]
+        tensors[name] = entry
+    return {"format": FORMAT, "version": VERSION, "seed": qm.seed,
+            "config": qm.config.to_dict(), "config_digest": qm.config.digest(),
+            "calibration": qm.calibration, "numerics": numerics_constants(),
+            "scales": {k: float(v) for k, v in sorted(qm.scales.items())}, "tensors": tensors}
+
+
+def _write_export(qm: QuantModel, d: Path) -> None:
+    (d / WEIGHTS).write_bytes(_npz_bytes(qm.tensors))
+    (d / HEX_DIR).mkdir()
+    for name in sorted(qm.tensors):
+        (d / HEX_DIR / f"{name}.hex").write_text(hex_image(name, qm.tensors[name]))
+    text = json.dumps(manifest_dict(qm), indent=2, sort_keys=True)
+    (d / MANIFEST).write_text(text + "\n")
+
+
+def export(qm: QuantModel, out_dir: str | Path) -> Path:
+    """Write ``qm`` to ``out_dir`` atomically (replacing an older export there) -> the path."""
+    target = Path(out_dir)
+    if target.exists():
+        if not target.is_dir():
+            raise ExportError(f"--out {target} exists and is not a directory; fix: choose "
+                              "another output path")
+        if any(target.iterdir()) and not (target / MANIFEST).is_file():
+            raise ExportError(f"--out {target} is a non-empty directory without {MANIFEST} "
+                              "(not an export); fix: choose an empty or new directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _write_export(qm, tmp)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(target, old / "x")
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                os.rename(old / "x", target)
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def export_model(cfg: Config, out_dir: str | Path, seed: int = 0) -> tuple[Path, QuantModel]:
+    """Quantize the float model of ``cfg`` built from ``seed`` and export it."""
+    from model.quantize import quantize_model
+
+    qm = quantize_model(cfg, seed=seed)
+    return export(qm, out_dir), qm
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """Dotted path of the first differing field of two nested dicts (None if equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in a or k not in b:
+                return sub
+            diff = _first_difference(a[k], b[k], sub)
+            if diff:
+                return diff
+        return None
+    return None if a == b else path
+
+
+def _lookup(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return "<absent>"
+        d = d[part]
+    return d
+
+
+def expected_scales(cfg: Config) -> list[str]:
+    """Names of the activation scales an export must carry."""
+    return ["input", "input_mean"] + [f"L{layer}.{p}" for layer in range(cfg.model.n_layers)
+                                      for p in ACT_POINTS]
+
+
+_PARAM_RANGES = {"m": (0, intops.M_MAX), "m_a": (0, intops.M_MAX), "m_b": (0, intops.M_MAX),
+                 "s": (intops.S_MIN, intops.S_MAX)}
+
+
+def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
+    """Load and validate an export directory -> :class:`QuantModel`.
+
+    Checks the manifest format, that its config equals ``config`` (when given), that every
+    tensor the config needs is listed and stored with the listed shape, dtype and sha256, that
+    nothing extra is stored, that requantization parameters are in range and that every scale
+    is present and positive. Raises :class:`ExportError` naming the file, field or tensor.
+    """
+    d = Path(path)
+    mpath = d / MANIFEST
+    if not mpath.is_file():
+        raise ExportError(f"{mpath} not found; fix: point --weights at a directory written by "
+                          "'foldaccel export'")
+    try:
+        man = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportError(f"{mpath} is not valid JSON ({e}); fix: export again") from None
+    if not isinstance(man, dict) or man.get("format") != FORMAT or man.get("version") != VERSION:
+        raise ExportError(f"{mpath}: field 'format'/'version' is not {FORMAT!r} version "
+                          f"{VERSION}; fix: export again with this foldaccel")
+    for key in ("config", "seed", "scales", "tensors"):
+        if key not in man:
+            raise ExportError(f"{mpath}: field '{key}' is missing; fix: export again")
+    try:
+        cfg = config_from_dict(man["config"], f"{mpath} config")
+    except ConfigError as e:
+        raise ExportError(str(e)) from None
+    if config is not None:
+        diff = _first_difference(man["config"], config.to_dict())
+        if diff:
+            raise ExportError(
+                f"{mpath}: config field '{diff}' = {_lookup(man['config'], diff)!r} differs "
+                f"from --config {config.source} value {_lookup(config.to_dict(), diff)!r}; "
+                "fix: pass the config the weights were exported with, or export again with "
+                "this config")
+    specs = tensor_specs(cfg)
+    listed = man["tensors"]
+    for name in specs:
+        if name not in listed:
+            raise ExportError(f"{mpath}: tensor '{name}' required by the config is not listed; "
+                              "fix: export again")
+    for name in listed:
+        if name not in specs:
+            raise ExportError(f"{mpath}: lists tensor '{name}', which this config does not "
+                              "use; fix: export again with this config")
+    wpath = d / WEIGHTS
+    try:
+        npz = np.load(wpath, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ExportError(f"{wpath} cannot be read ({e}); fix: export again") from None
+    tensors: dict[str, np.ndarray] = {}
+    with npz:
+        stored = set(npz.files)
+        for name, (shape, dtype) in specs.items():
+            entry = listed[name]
+            if name not in stored:
+                raise ExportError(f"{wpath}: tensor '{name}' is missing; fix: export again")
+            try:
+                a = npz[name]
+            except ValueError as e:  # e.g. an object array (pickles are refused)
+                raise ExportError(f"{wpath}: tensor '{name}' cannot be loaded ({e})") from None
+            if str(a.dtype) != dtype or entry.get("dtype") != dtype:
+                raise ExportError(f"tensor '{name}': dtype {a.dtype} in {WEIGHTS}, "
+                                  f"{entry.get('dtype')} in {MANIFEST}, expected {dtype}; "
+                                  "fix: export again")
+            if tuple(a.shape) != shape or tuple(entry.get("shape", ())) != shape:
+                raise ExportError(f"tensor '{name}': shape {tuple(a.shape)} in {WEIGHTS}, "
+                                  f"{entry.get('shape')} in {MANIFEST}, expected {shape} for "
+                                  "this config; fix: export again")
+            if array_sha256(a) != entry.get("sha256"):
+                raise ExportError(f"tensor '{name}': sha256 of {WEIGHTS} data does not match "
+                                  f"{MANIFEST} (file corrupted or edited); fix: export again")
+            lo_hi = _PARAM_RANGES.get(name.rsplit(".", 1)[-1])
+            if lo_hi and a.size and (a.min() < lo_hi[0] or a.max() > lo_hi[1]):
+                raise ExportError(f"tensor '{name}': values outside [{lo_hi[0]}, {lo_hi[1]}]")
+            tensors[name] = a
+        extra = sorted(stored - set(specs))
+        if extra:
+            raise ExportError(f"{wpath}: holds tensor '{extra[0]}' not in the manifest; fix: "
+                              "export again")
+    scales = man["scales"]
+    for name in expected_scales(cfg):
+        v = scales.get(name)
+        if not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            raise ExportError(f"{mpath}: scale '{name}' is missing or not a positive number")
+    wscales = {}
+    for layer in range(cfg.model.n_layers):
+        for lin in LINEARS:
+            name = f"L{layer}.{lin}.weight"
+            sc = np.asarray(listed[name].get("scale", []), dtype=np.float64)
+            if sc.shape != (specs[name][0][1],):
+                raise ExportError(f"{mpath}: tensor '{name}' needs {specs[name][0][1]} "
+                                  "per-channel scales")
+            wscales[name] = sc
+    return QuantModel(cfg, int(man["seed"]), tensors, {k: float(v) for k, v in scales.items()},
+                      wscales, man.get("calibration", {}))

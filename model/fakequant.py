@@ -1,0 +1,174 @@
+"""Fake-quant torch path: the golden model's dataflow on torch tensors, bit-identical.
+
+:class:`TorchOps` re-implements each :mod:`model.intops` op with exact int64 torch arithmetic
+(same formulas, same rounding; ``docs/NUMERICS.md``), and :class:`FakeQuantEncoder` runs the
+one dataflow of :class:`model.golden.GoldenEncoder` with it, returning real values (integers
+times their scales). Use it for accuracy studies in torch; tests check it equals the numpy
+golden model bit for bit. Range checks stay in the numpy ops (the reference): these functions
+assume in-contract inputs, except :meth:`TorchOps.gemm_i32`, which checks int32 overflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model import intops
+from model.golden import GoldenEncoder, GoldenState
+from model.quantize import QuantModel
+
+I64 = torch.int64
+_RSQRT_LUT = torch.tensor(intops.RSQRT_LUT.tolist(), dtype=I64)
+
+
+def _t(v: Any) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v), dtype=I64)
+
+
+def _bit_length(v: Tensor) -> Tensor:
+    return torch.frexp(v.double()).exponent.to(I64)
+
+
+def _msr(x: Tensor, m: Any, s: Any) -> Tensor:
+    """``(x*m + 2**(s-1)) >> s`` (int64)."""
+    m, s = _t(m), _t(s)
+    return (x * m + torch.bitwise_left_shift(torch.ones_like(s), s - 1)) >> s
+
+
+def _sat8(x: Tensor) -> Tensor:
+    return torch.clamp(x, intops.I8_MIN, intops.I8_MAX)
+
+
+class TorchOps:
+    """:mod:`model.intops` on int64 torch tensors (values stay in the documented ranges)."""
+
+    @staticmethod
+    def asarray(a: Any) -> Tensor:
+        a = np.asarray(a)
+        return torch.as_tensor(a) if a.dtype == bool else torch.as_tensor(a, dtype=I64)
+
+    @staticmethod
+    def to_numpy(a: Tensor) -> np.ndarray:
+        return a.numpy()
+
+    @staticmethod
+    def cat(parts: list[Tensor], axis: int = 0) -> Tensor:
+        return torch.cat(parts, dim=axis)
+
+    @staticmethod
+    def stack(parts: list[Tensor]) -> Tensor:
+        return torch.stack(parts)
+
+    @staticmethod
+    def gemm_i32(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+        acc = a @ b
+        if bias is not None:
+            acc = acc + bias
+        if acc.numel() and (acc.min() < intops.I32_MIN or acc.max() > intops.I32_MAX):
+            raise intops.IntOpsError(f"gemm result overflows int32 (K={a.shape[1]})")
+        return acc
+
+    @staticmethod
+    def requantize(acc: Tensor, m: Any, s: Any, relu: bool = False) -> Tensor:
+        y = _msr(acc, m, s)
+        return _sat8(y.clamp_min(0) if relu else y)
+
+    @staticmethod
+    def add_requant(a: Tensor, b: Tensor, m_a: int, m_b: int, s: int,
+                    relu: bool = False) -> Tensor:
+        y = (a * m_a + b * m_b + (1 << (s - 1))) >> s
+        return _sat8(y.clamp_min(0) if relu else y)
+
+    @staticmethod
+    def softmax_i8(scores: Tensor, exp_lut: Tensor, mask: Tensor | None = None) -> Tensor:
+        allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else \
+            mask.expand_as(scores)
+        row_max = torch.where(allowed, scores, intops.I8_MIN).amax(dim=-1, keepdim=True)
+        e = torch.where(allowed, exp_lut[torch.where(allowed, row_max - scores, 0)], 0)
+        total = e.sum(dim=-1, keepdim=True)
+        bitlen = _bit_length(total)
+        m = torch.div((1 << (bitlen + 14)) - 1, total, rounding_mode="floor")
+        return _sat8(_msr(e, m, bitlen + intops.PROB_BITS))
+
+    @staticmethod
+    def layernorm_i8(x: Tensor, gamma_q: Tensor, beta_q: Tensor, m: int, s: int,
+                     eps_int: int = 0) -> Tensor:
+        d = x.shape[-1]
+        s1 = x.sum(dim=-1, keepdim=True)
+        c = d * x - s1
+        v = d * (x * x).sum(dim=-1, keepdim=True) - s1 * s1 + eps_int
+        safe = v.clamp_min(1)
+        k = torch.div(_bit_length(safe) - 7, 2, rounding_mode="floor")
+        u = torch.where(k >= 0, safe >> (2 * k).clamp_min(0), safe << (-2 * k).clamp_min(0))
+        shift = intops.RSQRT_BITS + k - intops.LN_FRAC_BITS
+        z = _msr(c, _RSQRT_LUT[u - intops.RSQRT_LUT_BASE], shift)
+        z = torch.where(v > 0, z, 0)
+        return TorchOps.requantize(z * gamma_q + beta_q, m, s)
+
+    @staticmethod
+    def mean_pool_i8(x: Tensor, axis: int = 0) -> Tensor:
+        n = x.shape[axis]
+        return torch.div(2 * x.sum(dim=axis) + n, 2 * n, rounding_mode="floor")
+
+    @staticmethod
+    def clamp_i8(x: Tensor, lo: int, hi: int) -> Tensor:
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def lut_i8(x: Tensor, lut: Tensor) -> Tensor:
+        return lut[x + 128]
+
+    @staticmethod
+    def ring_push(buf: Tensor, head: int, count: int, rows: Tensor) -> tuple[Tensor, int, int]:
+        cap = len(buf)
+        if cap == 0:
+            return buf.clone(), 0, 0
+        out, n = buf.clone(), len(rows)
+        for i in range(max(0, n - cap), n):
+            out[(head + i) % cap] = rows[i]
+        return out, (head + n) % cap, min(cap, count + n)
+
+    @staticmethod
+    def ring_view(buf: Tensor, head: int, count: int) -> Tensor:
+        if count == 0:
+            return buf[:0].clone()
+        return buf[(head - count + torch.arange(count)) % len(buf)]
+
+
+TORCH_OPS = TorchOps()
+
+
+class FakeQuantEncoder:
+    """The quantized encoder in torch: :class:`GoldenEncoder`'s dataflow on :class:`TorchOps`.
+
+    :meth:`infer` / :meth:`stream` take and return real-valued float64 tensors; the outputs are
+    exactly ``integer * scale`` of the golden model's integers.
+    """
+
+    def __init__(self, qm: QuantModel):
+        self.qm = qm
+        self.engine = GoldenEncoder(qm, TORCH_OPS)
+        self.out_scale = qm.scale(qm.config.model.n_layers - 1, "ln_out")
+
+    def quantize_input(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Float frames -> int64 tensors (centered rows, frame means), as the golden model."""
+        xq, mq = self.engine.quantize_input(np.asarray(frames, dtype=np.float64))
+        return TORCH_OPS.asarray(xq), TORCH_OPS.asarray(mq)
+
+    def infer(self, chunk: Tensor, state: GoldenState | None = None
+              ) -> tuple[Tensor, GoldenState]:
+        """One streaming step on a float chunk ``(L+R, D)`` -> ``(output (L, D), state)``."""
+        xq, mq = self.quantize_input(chunk)
+        out, state, _ = self.engine.infer(xq, mq, state)
+        return out.double() * self.out_scale, state
+
+    def stream_int(self, frames: Tensor) -> Tensor:
+        """Whole float utterance -> the integer outputs ``(S*L, D)`` (int64 tensor)."""
+        return self.engine.stream(*self.quantize_input(frames))
+
+    def stream(self, frames: Tensor) -> Tensor:
+        """Whole float utterance -> real outputs ``(S*L, D)`` (float64)."""
+        return self.stream_int(frames).double() * self.out_scale
