@@ -16,12 +16,18 @@ class MacPE(wiring.Component):
 
     For systolic use, ``a``/``valid``/``clear`` are forwarded one cycle later on the
     ``*_out`` ports (to the right neighbour) and ``b`` on ``b_out`` (to the one below).
+
+    With ``drain=True`` the PE also has a ``last`` input (forwarded on ``last_out`` like
+    ``clear``) and a result register ``res``: on ``valid & last`` it captures the finished
+    sum (the value ``acc`` takes at the same edge) and holds it until the next ``valid &
+    last``, so the array can read a finished tile while the next one accumulates.
     """
 
-    def __init__(self, in_bits: int = 8, acc_bits: int = 32):
+    def __init__(self, in_bits: int = 8, acc_bits: int = 32, drain: bool = False):
         self.in_bits = in_bits
         self.acc_bits = acc_bits
-        super().__init__({
+        self.drain = drain
+        members = {
             "a": In(signed(in_bits)),
             "b": In(signed(in_bits)),
             "valid": In(1),
@@ -31,15 +37,20 @@ class MacPE(wiring.Component):
             "valid_out": Out(1),
             "clear_out": Out(1),
             "acc": Out(signed(acc_bits)),
-        })
+        }
+        if drain:
+            members.update({"last": In(1), "last_out": Out(1), "res": Out(signed(acc_bits))})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         product = Signal(signed(2 * self.in_bits))
         m.d.comb += product.eq(self.a * self.b)
         base = Mux(self.clear, 0, self.acc)
+        total = Signal(signed(self.acc_bits))
+        m.d.comb += total.eq(base + product)
         with m.If(self.valid):
-            m.d.sync += self.acc.eq(base + product)
+            m.d.sync += self.acc.eq(total)
         with m.Elif(self.clear):
             m.d.sync += self.acc.eq(0)
         m.d.sync += [
@@ -48,4 +59,8 @@ class MacPE(wiring.Component):
             self.valid_out.eq(self.valid),
             self.clear_out.eq(self.clear),
         ]
+        if self.drain:
+            m.d.sync += self.last_out.eq(self.last)
+            with m.If(self.valid & self.last):
+                m.d.sync += self.res.eq(total)
         return m

@@ -1,0 +1,323 @@
+"""The accelerator's instruction set: one definition for the RTL, the compiler and the simulators.
+
+An instruction is a 128-bit word (one beat of the instruction stream)::
+
+    bits   0..3    opcode
+    bits   4..7    reserved (0)
+    bits   8..31   deps: 6 slots x 4 bits, slot u = unit u (LOAD, MATMUL, REQUANT, STORE, -, -)
+    bits  32..127  payload: the opcode's fields, packed from bit 32 upwards in FIELDS order
+
+Dependency slot ``u`` holds ``d`` in 0..15: 0 = no dependency; ``d >= 1`` = do not start
+before the ``d``-th most recent unit-``u`` instruction preceding this one in program order
+has completed. Every bit not used by the opcode must be 0. ``docs/ISA.md`` gives the semantics
+and timing of each opcode.
+
+This module is pure Python (the estimator imports it); :func:`instr_layout` builds the
+``amaranth.lib.data`` layout the RTL decoder uses from the same field table.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hw.uarch import ACC, ACT, BANK_NAMES, INSTR_BITS, WGT, AccelParams
+
+
+class IsaError(ValueError):
+    """A malformed instruction or program; the message names the instruction and field."""
+
+
+OPCODES: dict[str, int] = {
+    "CONFIG": 1, "LOAD": 2, "MATMUL": 3, "REQUANT": 4, "STORE": 5, "FENCE": 6, "DONE": 7,
+}
+#: Opcode 0 (an all-zero word) and 8..15 are illegal; 8..15 are kept for the vector unit,
+#: the memory-bank buffer and layer-level instructions of later versions.
+OPNAMES = {v: k for k, v in OPCODES.items()}
+
+#: Execution units, in dependency-slot order. Slots 4 and 5 are reserved (must be 0).
+UNITS = ("LOAD", "MATMUL", "REQUANT", "STORE")
+DEP_SLOTS = 6
+DEP_BITS = 4
+DEP_MAX = (1 << DEP_BITS) - 1
+OPCODE_BITS = 4
+HEADER_BITS = 32
+PAYLOAD_BITS = INSTR_BITS - HEADER_BITS
+
+#: MATMUL modes: what the drained tile is added to.
+MODES = {"OVERWRITE": 0, "ACCUMULATE": 1, "BIAS": 2}
+MODE_NAMES = {v: k for k, v in MODES.items()}
+
+#: A REQUANT parameter word is an ACC word whose 32-bit lane j holds column j's multiplier
+#: ``m`` in bits 0..14 and shift ``s`` in bits 16..21 (other bits ignored, write 0).
+PARAM_M_BITS, PARAM_S_SHIFT, PARAM_S_BITS = 15, 16, 6
+
+
+def pack_param(m: int, s: int) -> int:
+    """One column's (m, s) as its 32-bit param lane."""
+    if not (0 <= m < 1 << PARAM_M_BITS and 0 <= s < 1 << PARAM_S_BITS):
+        raise IsaError(f"requant parameters m={m}, s={s} do not fit 15 and 6 bits")
+    return m | (s << PARAM_S_SHIFT)
+
+
+def unpack_param(lane: int) -> tuple[int, int]:
+    """(m, s) of a 32-bit param lane, as the RTL reads it."""
+    return lane & ((1 << PARAM_M_BITS) - 1), (lane >> PARAM_S_SHIFT) & ((1 << PARAM_S_BITS) - 1)
+
+
+#: Fields of each opcode's payload, (name, bits), packed from payload bit 0.
+FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "CONFIG": (("budget", 32), ("rows", 8), ("cols", 8)),
+    "LOAD": (("bank", 2), ("addr", 16), ("count", 17)),
+    "MATMUL": (("act", 16), ("wgt", 16), ("acc", 16), ("k", 17), ("bias", 16), ("mode", 2)),
+    "REQUANT": (("src", 16), ("dst", 16), ("param", 16), ("rows", 17), ("relu", 1)),
+    "STORE": (("addr", 16), ("count", 17)),
+    "FENCE": (),
+    "DONE": (),
+}
+#: Unit that executes each opcode (the others run in the dispatcher).
+UNIT_OF = {"LOAD": 0, "MATMUL": 1, "REQUANT": 2, "STORE": 3}
+
+
+def field_offsets(op: str) -> dict[str, tuple[int, int]]:
+    """``name -> (bit offset in the payload, width)`` for ``op``'s fields."""
+    out, pos = {}, 0
+    for name, bits in FIELDS[op]:
+        out[name] = (pos, bits)
+        pos += bits
+    return out
+
+
+def used_mask(op: str) -> int:
+    """Bits of the 128-bit word an ``op`` instruction may set (all others must be 0)."""
+    mask = (1 << OPCODE_BITS) - 1
+    mask |= ((1 << (DEP_BITS * len(UNITS))) - 1) << 8
+    for off, bits in field_offsets(op).values():
+        mask |= ((1 << bits) - 1) << (HEADER_BITS + off)
+    return mask
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One decoded instruction: opcode name, payload fields and dependency distances."""
+
+    op: str
+    args: Mapping[str, int] = field(default_factory=dict)
+    deps: tuple[int, ...] = (0,) * len(UNITS)
+
+    def __post_init__(self) -> None:
+        if self.op not in OPCODES:
+            raise IsaError(f"unknown opcode {self.op!r}; use one of {sorted(OPCODES)}")
+        names = [n for n, _ in FIELDS[self.op]]
+        unknown = set(self.args) - set(names)
+        if unknown:
+            raise IsaError(f"{self.op} has no field(s) {sorted(unknown)}; fields: {names}")
+        full = {n: int(self.args.get(n, 0)) for n in names}
+        object.__setattr__(self, "args", full)
+        deps = tuple(int(d) for d in self.deps)
+        if len(deps) != len(UNITS):
+            raise IsaError(f"deps must have {len(UNITS)} entries (one per unit {UNITS})")
+        object.__setattr__(self, "deps", deps)
+        for name, bits in FIELDS[self.op]:
+            if not 0 <= full[name] < (1 << bits):
+                raise IsaError(f"{self.op} field '{name}'={full[name]} does not fit "
+                               f"{bits} bits; fix: use 0..{(1 << bits) - 1}")
+        for u, d in enumerate(deps):
+            if not 0 <= d <= DEP_MAX:
+                raise IsaError(f"{self.op} dependency on {UNITS[u]} = {d} is outside 0..{DEP_MAX}")
+
+    def __getitem__(self, name: str) -> int:
+        return self.args[name]
+
+    @property
+    def unit(self) -> int | None:
+        """Unit index executing this instruction, None for dispatcher-level ops."""
+        return UNIT_OF.get(self.op)
+
+    def encode(self) -> int:
+        """The 128-bit instruction word."""
+        word = OPCODES[self.op]
+        for u, d in enumerate(self.deps):
+            word |= d << (8 + DEP_BITS * u)
+        for name, (off, _) in field_offsets(self.op).items():
+            word |= self.args[name] << (HEADER_BITS + off)
+        return word
+
+    def __str__(self) -> str:
+        parts = []
+        for name, value in self.args.items():
+            if self.op == "LOAD" and name == "bank":
+                parts.append(f"bank={BANK_NAMES[value] if value < 3 else value}")
+            elif self.op == "MATMUL" and name == "mode":
+                parts.append(f"mode={MODE_NAMES.get(value, value)}")
+            else:
+                parts.append(f"{name}={value}")
+        deps = [f"{UNITS[u]}-{d}" for u, d in enumerate(self.deps) if d]
+        if deps:
+            parts.append("after " + ",".join(deps))
+        return " ".join([self.op, *parts])
+
+
+def decode(word: int) -> Instr:
+    """Instruction word -> :class:`Instr`; raises :class:`IsaError` for an unknown opcode or
+    a set reserved bit (the same conditions the RTL decoder reports as illegal)."""
+    if not 0 <= word < (1 << INSTR_BITS):
+        raise IsaError(f"instruction word {word:#x} is not a {INSTR_BITS}-bit value")
+    opcode = word & ((1 << OPCODE_BITS) - 1)
+    op = OPNAMES.get(opcode)
+    if op is None:
+        raise IsaError(f"word {word:#034x}: opcode {opcode} is not defined "
+                       f"(defined: {sorted(OPCODES.values())})")
+    stray = word & ~used_mask(op)
+    if stray:
+        raise IsaError(f"word {word:#034x} ({op}): reserved bits {stray:#x} are set")
+    deps = tuple((word >> (8 + DEP_BITS * u)) & DEP_MAX for u in range(len(UNITS)))
+    args = {name: (word >> (HEADER_BITS + off)) & ((1 << bits) - 1)
+            for name, (off, bits) in field_offsets(op).items()}
+    return Instr(op, args, deps)
+
+
+def problems(ins: Instr, p: AccelParams) -> list[str]:
+    """Range problems of a decoded instruction on hardware ``p`` (empty = legal).
+
+    The RTL decoder checks exactly these conditions and stops with an illegal-instruction
+    error instead of executing the instruction.
+    """
+    a, out = ins.args, []
+
+    def fits(name: str, start: int, count: int, depth: int, bank: str) -> None:
+        if start + count > depth:
+            out.append(f"'{name}'={start} + {count} words runs past the {bank} bank "
+                       f"({depth} words)")
+
+    if ins.op == "CONFIG":
+        if (a["rows"], a["cols"]) != (p.rows, p.cols):
+            out.append(f"program is for a {a['rows']}x{a['cols']} array, the hardware is "
+                       f"{p.rows}x{p.cols} (recompile for this config)")
+    elif ins.op == "LOAD":
+        if a["bank"] > ACC:
+            out.append(f"'bank'={a['bank']} is not ACT(0), WGT(1) or ACC(2)")
+        elif a["count"] == 0:
+            out.append("'count'=0 (must be >= 1)")
+        else:
+            fits("addr", a["addr"], a["count"], p.depth(a["bank"]), BANK_NAMES[a["bank"]])
+    elif ins.op == "MATMUL":
+        if a["mode"] not in MODE_NAMES:
+            out.append(f"'mode'={a['mode']} is not OVERWRITE(0), ACCUMULATE(1) or BIAS(2)")
+        if a["k"] == 0:
+            out.append("'k'=0 (must be >= 1)")
+        fits("act", a["act"], a["k"], p.act_depth, "ACT")
+        fits("wgt", a["wgt"], a["k"], p.wgt_depth, "WGT")
+        fits("acc", a["acc"], p.rows, p.acc_depth, "ACC")
+        if a["mode"] == MODES["BIAS"]:
+            fits("bias", a["bias"], 1, p.acc_depth, "ACC")
+        elif a["bias"]:
+            out.append(f"'bias'={a['bias']} is set but mode is not BIAS (must be 0)")
+    elif ins.op == "REQUANT":
+        if a["rows"] == 0:
+            out.append("'rows'=0 (must be >= 1)")
+        fits("src", a["src"], a["rows"], p.acc_depth, "ACC")
+        fits("dst", a["dst"], -(-a["rows"] // 4), p.acc_depth, "ACC")
+        fits("param", a["param"], 1, p.acc_depth, "ACC")
+    elif ins.op == "STORE":
+        if a["count"] == 0:
+            out.append("'count'=0 (must be >= 1)")
+        fits("addr", a["addr"], a["count"], p.acc_depth, "ACC")
+    return out
+
+
+def check(ins: Instr, p: AccelParams, pc: int | None = None) -> None:
+    """Raise :class:`IsaError` naming the instruction and field if ``ins`` is illegal on ``p``."""
+    probs = problems(ins, p)
+    if probs:
+        where = f"instruction #{pc} " if pc is not None else ""
+        raise IsaError(f"{where}{ins}: " + "; ".join(probs))
+
+
+def encode_program(instrs: Iterable[Instr]) -> list[int]:
+    return [ins.encode() for ins in instrs]
+
+
+def decode_program(words: Iterable[int]) -> list[Instr]:
+    out = []
+    for pc, w in enumerate(words):
+        try:
+            out.append(decode(int(w)))
+        except IsaError as e:
+            raise IsaError(f"instruction #{pc}: {e}") from None
+    return out
+
+
+# ---------------------------------------------------------------------- amaranth layouts
+
+
+@functools.cache
+def payload_layout(op: str) -> Any:
+    """``amaranth.lib.data.StructLayout`` of ``op``'s payload fields."""
+    from amaranth.lib import data
+    return data.StructLayout({name: bits for name, bits in FIELDS[op]} or {"none": 0})
+
+
+@functools.cache
+def instr_layout() -> Any:
+    """The 128-bit instruction word as an ``amaranth.lib.data`` layout (RTL decoder)."""
+    from amaranth.lib import data
+    payload = data.UnionLayout({"raw": PAYLOAD_BITS,
+                                **{op.lower(): payload_layout(op) for op in OPCODES}})
+    return data.StructLayout({
+        "opcode": OPCODE_BITS,
+        "rsv": HEADER_BITS - OPCODE_BITS - DEP_SLOTS * DEP_BITS,
+        "deps": data.ArrayLayout(DEP_BITS, DEP_SLOTS),
+        "payload": payload,
+    })
+
+
+# ---------------------------------------------------------------------- constructors
+
+
+def _deps(after: Mapping[str, int] | None) -> tuple[int, ...]:
+    d = [0] * len(UNITS)
+    for unit, dist in (after or {}).items():
+        d[UNITS.index(unit)] = dist
+    return tuple(d)
+
+
+def config(budget: int, rows: int, cols: int) -> Instr:
+    return Instr("CONFIG", {"budget": budget, "rows": rows, "cols": cols})
+
+
+def load(bank: int, addr: int, count: int, after: Mapping[str, int] | None = None) -> Instr:
+    return Instr("LOAD", {"bank": bank, "addr": addr, "count": count}, _deps(after))
+
+
+def matmul(act: int, wgt: int, acc: int, k: int, mode: str = "OVERWRITE", bias: int = 0,
+           after: Mapping[str, int] | None = None) -> Instr:
+    return Instr("MATMUL", {"act": act, "wgt": wgt, "acc": acc, "k": k, "bias": bias,
+                            "mode": MODES[mode]}, _deps(after))
+
+
+def requant(src: int, dst: int, param: int, rows: int, relu: bool = False,
+            after: Mapping[str, int] | None = None) -> Instr:
+    return Instr("REQUANT", {"src": src, "dst": dst, "param": param, "rows": rows,
+                             "relu": int(relu)}, _deps(after))
+
+
+def store(addr: int, count: int, after: Mapping[str, int] | None = None) -> Instr:
+    return Instr("STORE", {"addr": addr, "count": count}, _deps(after))
+
+
+def fence() -> Instr:
+    return Instr("FENCE")
+
+
+def done() -> Instr:
+    return Instr("DONE")
+
+
+__all__ = [
+    "ACC", "ACT", "DEP_MAX", "FIELDS", "Instr", "IsaError", "MODES", "OPCODES", "UNITS", "WGT",
+    "check", "config", "decode", "decode_program", "done", "encode_program", "fence",
+    "instr_layout", "load", "matmul", "problems", "requant", "store", "used_mask",
+]

@@ -1,0 +1,111 @@
+"""Microarchitecture parameters of the accelerator, derived from the hardware config.
+
+Pure Python (no amaranth): the RTL generator, the compiler, the ISA simulator and the timing
+model (``sim/timing.py``) all read the same :class:`AccelParams`, so bank depths, word
+widths, beats per word and the timing constants below are defined exactly once.
+``docs/ISA.md`` explains each number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.config import ConfigError, HardwareConfig
+
+#: SRAM banks, in LOAD ``bank`` field order.
+ACT, WGT, ACC = 0, 1, 2
+BANK_NAMES = ("ACT", "WGT", "ACC")
+
+#: Entries in each unit's instruction queue (LOAD, MATMUL, REQUANT, STORE).
+QUEUE_DEPTH = 4
+#: Address fields are 16 bits: a bank holds at most this many words.
+MAX_BANK_WORDS = 1 << 16
+#: Descriptor ring of tiles between the array feeder and the drain (see MatmulUnit).
+DRAIN_RING = 4
+#: Host instruction word width.
+INSTR_BITS = 128
+#: REQUANT packs this many int8 rows into one accumulator word (4 bytes per int32 lane).
+ROWS_PER_ACC_WORD = 4
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class AccelParams:
+    """Sizes the RTL is generated for; everything else about timing follows from these."""
+
+    rows: int
+    cols: int
+    host_bytes: int
+    act_depth: int
+    wgt_depth: int
+    acc_depth: int
+
+    @classmethod
+    def from_hw(cls, hw: HardwareConfig) -> AccelParams:
+        """Derive bank depths (words) from the SRAM sizes; reject what the ISA cannot address."""
+        hw.validate()
+        depths = {}
+        for name, kib, word in (("act_sram_kib", hw.act_sram_kib, hw.rows),
+                                ("wgt_sram_kib", hw.wgt_sram_kib, hw.cols),
+                                ("acc_sram_kib", hw.acc_sram_kib, 4 * hw.cols)):
+            depth = kib * 1024 // word
+            if depth > MAX_BANK_WORDS:
+                raise ConfigError(
+                    f"[hardware]: field '{name}'={kib} gives {depth} words of {word} bytes, "
+                    f"more than the {MAX_BANK_WORDS} a 16-bit ISA address reaches; fix: use at "
+                    f"most {MAX_BANK_WORDS * word // 1024} KiB or a wider array")
+            depths[name] = depth
+        p = cls(hw.rows, hw.cols, hw.host_bytes_per_cycle, depths["act_sram_kib"],
+                depths["wgt_sram_kib"], depths["acc_sram_kib"])
+        if p.acc_depth < p.rows + 2:
+            raise ConfigError(
+                f"[hardware]: field 'acc_sram_kib'={hw.acc_sram_kib} holds {p.acc_depth} words; "
+                f"one output tile needs {p.rows} words plus a bias and a parameter word; fix: "
+                f"raise acc_sram_kib to at least {_ceil_div((p.rows + 2) * 4 * hw.cols, 1024)}")
+        return p
+
+    # ------------------------------------------------------------------ words and beats
+    def word_bytes(self, bank: int) -> int:
+        """Bytes per word: ACT words hold one A column slice (rows bytes), WGT words one B row
+        slice (cols bytes), ACC words cols int32 lanes."""
+        return (self.rows, self.cols, 4 * self.cols)[bank]
+
+    def depth(self, bank: int) -> int:
+        return (self.act_depth, self.wgt_depth, self.acc_depth)[bank]
+
+    def beats(self, bank: int) -> int:
+        """Host stream beats per word (a word is split into host_bytes pieces, last padded)."""
+        return _ceil_div(self.word_bytes(bank), self.host_bytes)
+
+    @property
+    def beat_bits(self) -> int:
+        return 8 * self.host_bytes
+
+    @property
+    def int8_words_per_tile(self) -> int:
+        """ACC words that hold one requantized (int8) rows x cols tile."""
+        return _ceil_div(self.rows, ROWS_PER_ACC_WORD)
+
+    # ------------------------------------------------------------------ timing constants
+    @property
+    def drain_gap(self) -> int:
+        """G: the last k-steps of consecutive tiles enter the array at least G cycles apart
+        (the drain writes one row per cycle and reads the result registers in place)."""
+        return max(self.rows, self.cols, 2)
+
+    @property
+    def matmul_latency(self) -> int:
+        """Cycles from a MATMUL's start to its completion, minus K: row i of the tile is
+        written at start + K + cols + i, the last at start + K + cols + rows - 1."""
+        return self.cols + self.rows - 1
+
+    #: REQUANT: param read at start, rows read at start+1..start+n, row r written at
+    #: start+3+r; completion at start + n + REQUANT_LATENCY.
+    REQUANT_LATENCY = 2
+
+
+__all__ = ["ACC", "ACT", "AccelParams", "BANK_NAMES", "DRAIN_RING", "INSTR_BITS",
+           "MAX_BANK_WORDS", "QUEUE_DEPTH", "ROWS_PER_ACC_WORD", "WGT"]
