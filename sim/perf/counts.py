@@ -1,10 +1,11 @@
 """The additive record every estimate is built from.
 
 A :class:`Counts` holds what one piece of work (a GEMM program, a vector op, a layer step, a
-model step) costs: cycles and busy cycles per unit, MACs, vector element operations by
-energy class, SRAM bytes read and written per bank, the peak SRAM occupancy per bank, and the
-bytes that cross the host interface. ``a + b`` is *serial* composition (b runs after a):
-everything adds except the peaks, which take the maximum. ``c * k`` is k repetitions.
+model step) costs: cycles and busy cycles per unit, MACs (useful, and array slots), vector
+element operations by energy class, SRAM bytes read and written per bank, the peak SRAM
+occupancy per bank, and the bytes that cross the host interface. ``a + b`` is *serial*
+composition (b runs after a): everything adds except the peaks, which take the maximum.
+``c * k`` is k repetitions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 BANKS = ("act", "wgt", "acc")
-UNITS = ("array", "dma", "vector")
+#: Busy-cycle categories: the RTL's counters (``<unit>_busy``, hw/accel.py) plus the vector
+#: unit, which has no RTL yet (sim.perf.vector).
+UNITS = ("array", "dma_in", "dma_out", "dma", "requant", "vector")
 # Energy classes of vector-unit element operations (priced by sim.perf.energy).
 OP_CLASSES = ("int8_add", "int8_mult", "int32_add", "int32_mult", "lut_bytes")
 
@@ -28,7 +31,8 @@ class Counts:
     cycles: int = 0
     busy: dict[str, int] = field(default_factory=lambda: _zeros(UNITS))
     stall: int = 0
-    macs: int = 0
+    macs: int = 0                # useful MACs of the work
+    mac_slots: int = 0           # MACs the array performs, tile padding included
     ops: dict[str, int] = field(default_factory=lambda: _zeros(OP_CLASSES))
     sram_reads: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))
     sram_writes: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))

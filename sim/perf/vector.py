@@ -114,3 +114,25 @@ def vector_cost(op: VectorOp, hw: HardwareConfig) -> Counts:
         c.ops[k] += v
     c.busy["vector"] = c.cycles
     return c * op.count
+
+
+#: Bytes of one softmax exp LUT (256 entries x 16 bit), one per layer (docs/NUMERICS.md).
+EXP_LUT_BYTES = 256 * 2
+#: Deployed LayerNorm parameter bytes per element: gamma int8 + beta int32.
+LN_PARAM_BYTES = 1 + 4
+
+
+def vector_param_bytes(d_model: int, n_layernorms: int = 3) -> int:
+    """Bytes of the vector unit's per-layer parameters: LayerNorm gamma/beta and the exp LUT."""
+    return n_layernorms * LN_PARAM_BYTES * d_model + EXP_LUT_BYTES
+
+
+def vector_param_load(nbytes: int, hw: HardwareConfig) -> Counts:
+    """Loading ``nbytes`` of vector-unit parameters over the host link into the weight bank:
+    ``ceil(nbytes / host_bytes_per_cycle)`` DMA cycles, serial."""
+    c = Counts()
+    c.cycles = c.busy["dma"] = math.ceil(nbytes / hw.host_bytes_per_cycle)
+    c.weight_bytes = nbytes
+    c.sram_writes["wgt"] = nbytes
+    c.sram_peak["wgt"] = nbytes
+    return c

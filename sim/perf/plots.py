@@ -1,0 +1,83 @@
+"""PNG plots of sweeps and folding reports (matplotlib, Agg backend; returns PNG bytes)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _log_if_wide(ax, axis: str, values: Sequence[float]) -> None:
+    vals = [v for v in values if v > 0]
+    if vals and max(vals) / min(vals) > 30:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+def pareto_plot(x: Sequence[float], y: Sequence[float], feasible: Sequence[bool],
+                front: Sequence[int], groups: Sequence[int], labels: Sequence[str], *,
+                xlabel: str, ylabel: str, title: str, group_name: str = "fold") -> bytes:
+    """Scatter of all points coloured by ``groups`` (infeasible ones hollow grey), the Pareto
+    ``front`` (indices, in x order) joined by a staircase and labelled."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    cmap = plt.get_cmap("tab10")
+    for gi, g in enumerate(sorted(set(groups))):
+        idx = [i for i in range(len(x)) if groups[i] == g and feasible[i]]
+        ax.scatter([x[i] for i in idx], [y[i] for i in idx], s=36, color=cmap(gi % 10),
+                   label=f"{group_name} {g}", zorder=2)
+    bad = [i for i in range(len(x)) if not feasible[i] and x[i] and y[i]]
+    if bad:
+        ax.scatter([x[i] for i in bad], [y[i] for i in bad], s=36, facecolors="none",
+                   edgecolors="grey", label="infeasible (SRAM)", zorder=2)
+    if front:
+        fx, fy = [x[i] for i in front], [y[i] for i in front]
+        ax.step(fx, fy, where="post", color="black", linewidth=1.2, zorder=1,
+                label="Pareto front")
+        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", linewidths=1.5,
+                   zorder=3)
+        for i in front:
+            ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8)
+    _log_if_wide(ax, "x", x)
+    _log_if_wide(ax, "y", y)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fold_plot(folds: Sequence[int], metrics: dict[str, Sequence[float]], title: str) -> bytes:
+    """Grouped bars of each metric relative to fold 1 (= 1.0), one group per metric."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    names = list(metrics)
+    width = 0.8 / len(folds)
+    cmap = plt.get_cmap("tab10")
+    for fi, f in enumerate(folds):
+        xs = [m + (fi - (len(folds) - 1) / 2) * width for m in range(len(names))]
+        vals = [metrics[n][fi] for n in names]
+        bars = ax.bar(xs, vals, width=width, color=cmap(fi % 10), label=f"fold {f}")
+        for b, v in zip(bars, vals, strict=True):
+            ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                        va="bottom", fontsize=7, textcoords="offset points", xytext=(0, 2))
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=9)
+    ax.set_ylabel("relative to fold 1")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
