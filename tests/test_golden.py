@@ -113,6 +113,8 @@ def test_probabilities_and_masking(tiny_qm):
 
 @pytest.mark.parametrize("cfg", [TINY, DEMO], ids=["tiny", "demo"])
 def test_sqnr_acceptance(cfg):
+    """Acceptance: >= 25 dB per layer over 8 segments of the default input (export seed 0,
+    input seed 1234). Other input seeds spread widely (docs/NUMERICS.md, "Accuracy")."""
     rep = compare_with_float(quantize_model(cfg, seed=0), 8, 1234)
     assert len(rep["sqnr_db_per_layer"]) == cfg.model.n_layers
     assert min(rep["sqnr_db_per_layer"]) >= 25.0, rep
