@@ -29,3 +29,61 @@ def requant_design(lanes: int) -> RtlDesign:
 
     text = component_verilog("requantizer", lambda: Requantizer(lanes), {"lanes": lanes})
     return RtlDesign("requantizer", {"requantizer.v": text})
+
+
+#: The small accelerator the RTL tests use: non-square, odd widths, 1 KiB banks (so operands
+#: larger than the SRAMs are cheap), 8-byte host beats (ACT/WGT words narrower than a beat,
+#: ACC words two beats).
+SMALL_HW = dict(rows=4, cols=3, act_sram_kib=1, wgt_sram_kib=1, acc_sram_kib=1,
+                host_bytes_per_cycle=8)
+
+
+def harness_depths(hw) -> dict[str, int]:
+    """Host-model memory depths (beats) for a hardware config: room for GEMMs of a few
+    hundred on each side on the default array, smaller for small arrays."""
+    small = hw.rows * hw.cols <= 64
+    return {"imem_depth": 1 << (13 if small else 14), "dmem_depth": 1 << (15 if small else 16),
+            "omem_depth": 1 << (13 if small else 16)}
+
+
+def accel_design(hw=None) -> RtlDesign:
+    """Accelerator + host model (``hw.harness.HostHarness``) in an SV clock wrapper
+    (module ``accel_tb``, clock inside the model so Python can sleep while it runs)."""
+    from hw.harness import HostHarness
+    from hw.uarch import AccelParams
+    from model.config import Config, HardwareConfig
+
+    hw = hw or HardwareConfig()
+    p = AccelParams.from_hw(hw)
+    depths = harness_depths(hw)
+    params = {**p.__dict__, **depths}
+    cfg = Config(hardware=hw)
+    text = component_verilog("accel_harness", lambda: HostHarness(p, **depths), params,
+                             config_toml=cfg.to_toml())
+    wrapper = clock_wrapper(text, "accel_harness", "accel_tb", instance="harness")
+    return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_tb.sv": wrapper}, timing=True)
+
+
+def module_ports(verilog: str, module: str) -> list[tuple[str, str, int]]:
+    """``(direction, name, width)`` of ``module``'s ports in Amaranth's Verilog output."""
+    import re
+
+    start = verilog.index(f"module {module}(")
+    body = verilog[start:verilog.index("endmodule", start)]
+    ports = []
+    for m in re.finditer(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):0\]\s+)?"
+                         r"\\?([A-Za-z_$][\w$]*)\s*;", body, re.M):
+        ports.append((m.group(1), m.group(3), int(m.group(2) or 0) + 1))
+    return ports
+
+
+def clock_wrapper(verilog: str, module: str, wrapper: str, instance: str = "dut",
+                  half_period_ns: int = 1) -> str:
+    """SystemVerilog top that generates ``clk`` for ``module`` and exposes its other ports
+    (build with ``timing=True``)."""
+    ports = [pt for pt in module_ports(verilog, module) if pt[1] != "clk"]
+    decl = ",\n".join(f"  {d} wire {f'[{w - 1}:0] ' if w > 1 else ''}{n}" for d, n, w in ports)
+    conns = ",\n".join(["    .clk(clk)"] + [f"    .{n}({n})" for _, n, _ in ports])
+    return (f"`timescale 1ns/1ps\nmodule {wrapper}(\n{decl}\n);\n"
+            f"  reg clk = 1'b0;\n  always #{half_period_ns} clk = ~clk;\n"
+            f"  {module} {instance} (\n{conns}\n  );\nendmodule\n")

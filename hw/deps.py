@@ -1,0 +1,176 @@
+"""Data hazards between instructions: which SRAM words each one touches and who must wait.
+
+Used twice: the compiler asks :class:`DepTracker` for the dependency fields an instruction
+needs (``add``), and the ISA simulator re-checks a finished program (``check``) so a missing
+dependency is an error instead of a silent race on the RTL.
+
+Ordering facts the hardware guarantees without dependency fields (docs/ISA.md):
+
+* each unit starts its instructions in program order and completes them in that order;
+* an instruction starts only after its queue predecessor started, so whatever the
+  predecessor waited for has completed (the "after" vector below is inherited);
+* FENCE/DONE wait for everything before them;
+* within one unit: LOAD->LOAD, STORE->*, REQUANT write-after-read/-write and MATMUL
+  write-after-write/-read, and MATMUL read-after-write of the *same* accumulator tile
+  (ACCUMULATE chains) are ordered by the pipelines. Every other same-unit hazard
+  (e.g. a REQUANT reading rows another REQUANT wrote) needs an explicit dependency.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.isa import DEP_MAX, MODES, UNITS, Instr, IsaError
+from hw.uarch import ACC, ACT, WGT, AccelParams
+
+Region = tuple[int, int, int]  # (bank, first word, end word)
+
+
+def regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
+    """(reads, writes) of ``ins`` as SRAM word ranges."""
+    a = ins.args
+    if ins.op == "LOAD":
+        return [], [(a["bank"], a["addr"], a["addr"] + a["count"])]
+    if ins.op == "STORE":
+        return [(ACC, a["addr"], a["addr"] + a["count"])], []
+    if ins.op == "MATMUL":
+        tile = (ACC, a["acc"], a["acc"] + p.rows)
+        reads = [(ACT, a["act"], a["act"] + a["k"]), (WGT, a["wgt"], a["wgt"] + a["k"])]
+        if a["mode"] == MODES["ACCUMULATE"]:
+            reads.append(tile)
+        elif a["mode"] == MODES["BIAS"]:
+            reads.append((ACC, a["bias"], a["bias"] + 1))
+        return reads, [tile]
+    if ins.op == "REQUANT":
+        n = a["rows"]
+        return ([(ACC, a["param"], a["param"] + 1), (ACC, a["src"], a["src"] + n)],
+                [(ACC, a["dst"], a["dst"] + -(-n // 4))])
+    return [], []
+
+
+class DepTracker:
+    """Program-order analysis of SRAM hazards (one instance per program)."""
+
+    def __init__(self, p: AccelParams):
+        self.p = p
+        nu = len(UNITS)
+        # last writer / reader per word and unit (per-unit instruction index, -1 = none)
+        self.last_w = [np.full((nu, p.depth(b)), -1, np.int64) for b in (ACT, WGT, ACC)]
+        self.last_r = [np.full((nu, p.depth(b)), -1, np.int64) for b in (ACT, WGT, ACC)]
+        self.count = [0] * nu                 # instructions per unit so far
+        self.after: list[list[np.ndarray]] = [[] for _ in range(nu)]  # per unit, per instr
+        self.instrs: list[list[Instr]] = [[] for _ in range(nu)]
+        self.fence = np.full(nu, -1, np.int64)  # completed before anything after a fence
+        self.pc = 0
+
+    # ------------------------------------------------------------------ public
+    def add(self, ins: Instr) -> Instr:
+        """``ins`` with the dependency fields its hazards need (existing fields are kept
+        when they already cover a hazard); records it."""
+        if ins.unit is None:
+            return self._record_control(ins)
+        u = ins.unit
+        need, _ = self._needs(ins)
+        deps = list(ins.deps)
+        for v in range(len(UNITS)):
+            if need[v] < 0:
+                continue
+            have = self._after_vector(u, deps)[v]
+            if have >= need[v]:
+                continue
+            deps[v] = min(self.count[v] - need[v], DEP_MAX)
+        out = Instr(ins.op, ins.args, tuple(deps))
+        self._record(out)
+        return out
+
+    def check(self, ins: Instr, pc: int) -> None:
+        """Raise :class:`IsaError` if ``ins`` races with an earlier instruction."""
+        if ins.unit is None:
+            self._record_control(ins)
+            return
+        u = ins.unit
+        after = self._after_vector(u, list(ins.deps))
+        need, why = self._needs(ins)
+        for v in range(len(UNITS)):
+            if need[v] >= 0 and after[v] < need[v]:
+                other = self.instrs[v][need[v]]
+                raise IsaError(
+                    f"instruction #{pc} {ins} {why[v]} and races with {UNITS[v]} instruction "
+                    f"{other}; fix: give it a {UNITS[v]} dependency of distance "
+                    f"<= {self.count[v] - need[v]}")
+        self._record(ins)
+
+    # ------------------------------------------------------------------ internals
+    def _record_control(self, ins: Instr) -> Instr:
+        if ins.op in ("FENCE", "DONE"):
+            self.fence = np.array([c - 1 for c in self.count], np.int64)
+        self.pc += 1
+        return ins
+
+    def _after_vector(self, u: int, deps: list[int]) -> np.ndarray:
+        """Per unit: highest instruction index surely complete when this one starts."""
+        vec = self.fence.copy()
+        if self.count[u]:
+            vec = np.maximum(vec, self.after[u][-1])
+        for v, d in enumerate(deps):
+            if d and self.count[v] - d >= 0:
+                idx = self.count[v] - d
+                vec = np.maximum(vec, self.after[v][idx])
+                vec[v] = max(vec[v], idx)
+        return vec
+
+    def _same_unit_ok(self, ins: Instr, other: Instr, kind: str) -> bool:
+        """Same-unit hazards the pipelines order by themselves (module docstring)."""
+        if kind != "raw":
+            return True
+        if ins.op == "MATMUL" and other.op == "MATMUL":
+            return (ins["mode"] == MODES["ACCUMULATE"] and ins["acc"] == other["acc"])
+        return ins.op in ("LOAD", "STORE")
+
+    def _needs(self, ins: Instr) -> tuple[np.ndarray, list[str]]:
+        """Per unit: highest earlier instruction index this one must wait for (-1 = none),
+        and what it touches there."""
+        u = ins.unit
+        reads, writes = regions(ins, self.p)
+        need = np.full(len(UNITS), -1, np.int64)
+        why = [""] * len(UNITS)
+        checks = [(r, "raw", (self.last_w,)) for r in reads]
+        checks += [(w, "war/waw", (self.last_w, self.last_r)) for w in writes]
+        for (bank, lo, hi), kind, tables in checks:
+            for v in range(len(UNITS)):
+                for table in tables:
+                    idx = table[bank][v, lo:hi]
+                    top = int(idx.max()) if idx.size else -1
+                    if top < 0:
+                        continue
+                    if v == u:
+                        # same unit: find the latest conflicting instruction not ordered
+                        # by the pipeline (only RAW can be unordered)
+                        if kind != "raw":
+                            continue
+                        bad = [int(i) for i in np.unique(idx[idx >= 0])
+                               if not self._same_unit_ok(ins, self.instrs[u][int(i)], kind)]
+                        if not bad:
+                            continue
+                        top = max(bad)
+                    if top > need[v]:
+                        need[v] = top
+                        why[v] = (f"{'reads' if kind == 'raw' else 'writes'} "
+                                  f"{('ACT', 'WGT', 'ACC')[bank]}[{lo}:{hi}]")
+        return need, why
+
+    def _record(self, ins: Instr) -> None:
+        u = ins.unit
+        idx = self.count[u]
+        self.after[u].append(self._after_vector(u, list(ins.deps)))
+        self.instrs[u].append(ins)
+        reads, writes = regions(ins, self.p)
+        for bank, lo, hi in reads:
+            self.last_r[bank][u, lo:hi] = idx
+        for bank, lo, hi in writes:
+            self.last_w[bank][u, lo:hi] = idx
+        self.count[u] += 1
+        self.pc += 1
+
+
+__all__ = ["DepTracker", "regions"]
