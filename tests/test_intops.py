@@ -358,3 +358,34 @@ def test_ring_matches_list_model(cap, pushes):
 def test_ring_rejects_bad_rows():
     with pytest.raises(io.IntOpsError, match="ring rows"):
         io.ring_push(np.zeros((2, 3), np.int8), 0, 0, np.zeros((1, 4), np.int8))
+
+
+# ----------------------------------------------------------------------------- exhaustive
+
+
+def test_rsqrt_multiplier_exhaustive_small_v():
+    v = np.arange(1, 2**20, dtype=np.int64)
+    m, s = io.rsqrt_multiplier(v)
+    rel = m / np.exp2(s) * np.sqrt(v.astype(np.float64)) / 2**8 - 1
+    assert np.abs(rel).max() <= 0.004
+
+
+def test_add_requant_exhaustive_int8_pairs():
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    for scales in ((0.02, 0.05, 0.04), (0.3, 0.001, 0.01), (0.01, 0.01, 0.5)):
+        ma, mb, s = io.quantize_add_multipliers(*scales)
+        got = io.add_requant(a, b, ma, mb, s)
+        t = a.astype(np.int64) * ma + b.astype(np.int64) * mb
+        # Independent exact reference: round half up of t / 2**s via Python integers.
+        want = np.array([ref_sat(ref_round(Fraction(int(v), 2**s))) for v in t.ravel()])
+        assert np.array_equal(got.ravel(), want)
+
+
+@pytest.mark.slow
+def test_rsqrt_multiplier_every_bit_length_densely():
+    for bits in range(20, 48):
+        v = (np.int64(1) << (bits - 1)) + np.arange(0, 2**20, dtype=np.int64) * max(
+            1, 2 ** (bits - 1) // 2**20)
+        m, s = io.rsqrt_multiplier(v)
+        rel = m / np.exp2(s) * np.sqrt(v.astype(np.float64)) / 2**8 - 1
+        assert np.abs(rel).max() <= 0.004, bits
