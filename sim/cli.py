@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "sim.cmd_doctor",
     "sim.cmd_model",
     "sim.cmd_quant",
+    "sim.cmd_estimate",
 ]
 
 

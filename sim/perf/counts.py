@@ -39,8 +39,13 @@ class Counts:
     sram_peak: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))
     host_in_bytes: int = 0       # activations/data host -> chip (weights excluded)
     host_out_bytes: int = 0      # chip -> host
-    weight_bytes: int = 0        # weights host -> chip (from DRAM when streamed)
+    # weights and parameters host -> chip, by destination bank (from DRAM when streamed)
+    weight_loads: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))
     instructions: int = 0
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.weight_loads.values())
 
     def __add__(self, other: Counts) -> Counts:
         out = Counts()

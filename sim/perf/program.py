@@ -24,21 +24,9 @@ useful MACs of the GEMM are the caller's to supply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from model.config import HardwareConfig
 from sim.perf.counts import BANKS, Counts
 
 _BANK_OF = {0: "act", 1: "wgt", 2: "acc"}
-
-
-def decode(program: Sequence) -> list:
-    """Instructions of ``program`` (``Instr`` objects or 128-bit words)."""
-    from hw.isa import Instr, decode_program
-    items = list(program.instructions if hasattr(program, "instructions") else program)
-    if all(isinstance(i, Instr) for i in items):
-        return items
-    return decode_program(items)
 
 
 def _union_words(ranges: list[tuple[int, int]]) -> int:
@@ -56,16 +44,17 @@ def _union_words(ranges: list[tuple[int, int]]) -> int:
     return total
 
 
-def traffic_counts(instrs: list, hw: HardwareConfig) -> tuple[Counts, dict[str, int]]:
+def traffic_counts(instrs: list, hw) -> tuple[Counts, dict[str, int]]:
     """SRAM/host traffic, MAC slots and requant lane-ops of decoded ``instrs`` (no cycles).
 
     Returns ``(counts, host_in_by_bank)``: the counts (``mac_slots`` = array MAC slots,
     ``host_in_bytes`` = all LOAD bytes) and the LOAD bytes per destination bank, which the
-    caller splits into weights and activations.
+    caller splits into weights and activations. ``hw``: a ``HardwareConfig`` or the
+    ``hw.uarch.AccelParams`` derived from it.
     """
     from hw.isa import MODES
     from hw.uarch import AccelParams
-    p = AccelParams.from_hw(hw)
+    p = hw if isinstance(hw, AccelParams) else AccelParams.from_hw(hw)
     wb = {name: p.word_bytes(i) for i, name in _BANK_OF.items()}
     c = Counts()
     ranges: dict[str, list[tuple[int, int]]] = {b: [] for b in BANKS}

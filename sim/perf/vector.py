@@ -46,10 +46,8 @@ class VecSpec:
     writes: dict[str, int]
 
 
+#: Requantization of GEMM results is not here: the GEMM programs do it on the REQUANT unit.
 OPS: dict[str, VecSpec] = {
-    # int32 accumulator -> int8: t = acc*m + 2^(s-1); y = sat8(t >> s) (optional ReLU).
-    "requant": VecSpec(1, 0, {"int32_mult": 1, "int32_add": 1}, {},
-                       {"acc": 4}, {"act": 1}),
     # y = sat8((a*m_a + b*m_b + 2^(s-1)) >> s)
     "residual_add": VecSpec(1, 0, {"int32_mult": 2, "int32_add": 2}, {},
                             {"act": 2}, {"act": 1}),
@@ -132,7 +130,7 @@ def vector_param_load(nbytes: int, hw: HardwareConfig) -> Counts:
     ``ceil(nbytes / host_bytes_per_cycle)`` DMA cycles, serial."""
     c = Counts()
     c.cycles = c.busy["dma"] = math.ceil(nbytes / hw.host_bytes_per_cycle)
-    c.weight_bytes = nbytes
+    c.weight_loads["wgt"] = nbytes
     c.sram_writes["wgt"] = nbytes
     c.sram_peak["wgt"] = nbytes
     return c

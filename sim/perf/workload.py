@@ -26,8 +26,8 @@ resid2      residual_add           (R+L) x D
 ln_out      layernorm              (R+L) x D
 ==========  =====================  ===========================================
 
-Every GEMM result (int32) is requantized to int8 by the vector unit (``requant_<gemm>``,
-with ReLU for fc1; the scores' requantization also applies ``1/sqrt(hd)``). Folding and
+Every GEMM is requantized to int8 inside its program (the REQUANT unit; ReLU for fc1; the
+scores' requantization also applies ``1/sqrt(hd)``); the weight GEMMs add a bias. Folding and
 unfolding are address patterns and cost nothing. The MACs of the GEMMs equal
 :func:`model.accounting.layer_step_counts` (tested).
 
@@ -45,8 +45,9 @@ from sim.perf.vector import VectorOp
 
 @dataclass(frozen=True)
 class GemmOp:
-    """``count`` GEMMs ``(m x k) @ (k x n)``; ``weight``: B is a weight matrix (from DRAM when
-    weights are streamed) rather than an on-chip activation; ``bias``: a bias row is added."""
+    """``count`` GEMMs ``(m x k) @ (k x n)`` with int8 output; ``weight``: B is a weight matrix
+    (from DRAM when weights are streamed) rather than an activation; ``bias``: a bias row is
+    added; ``relu``: ReLU in the requantization."""
 
     name: str
     m: int
@@ -55,6 +56,7 @@ class GemmOp:
     count: int = 1
     weight: bool = True
     bias: bool = True
+    relu: bool = False
 
     @property
     def macs(self) -> int:
@@ -102,41 +104,36 @@ def layer_steps(cfg: ModelConfig | Config, n_memory: int | None = None,
     def act(name: str, nbytes: int) -> Tensor:
         return Tensor(name, "act", nbytes)
 
-    def acc(name: str, nbytes: int) -> Tensor:
-        return Tensor(name, "acc", 4 * nbytes)
-
-    def gemm(name, mm, kk, nn, reads, count=1, weight=True, bias=True) -> list[Step]:
-        """The GEMM into the accumulator bank, then its requantization to int8."""
-        return [Step(GemmOp(name, mm, kk, nn, count, weight, bias), reads,
-                     (acc(f"{name}_acc", mm * nn),)),
-                Step(VectorOp(f"requant_{name}", "requant", mm, nn, count),
-                     (f"{name}_acc",), (act(name, mm * nn),))]
+    def gemm(name, mm, kk, nn, reads, count=1, weight=True, bias=True, relu=False) -> Step:
+        """A requantized GEMM; its int8 result is the tensor ``name`` (one head's, if
+        ``count`` > 1)."""
+        return Step(GemmOp(name, mm, kk, nn, count, weight, bias, relu), reads,
+                    (act(name, mm * nn),))
 
     squash = "tanh" if c.memory_squash == "tanh" else "clamp"
     steps = [
         Step(VectorOp("ln_in", "layernorm", rows, d), ("x",), (act("ln_in", rows * d),)),
         Step(VectorOp("summary", "mean_pool", seg, d), ("ln_in",), (act("summary", d),)),
-        *gemm("q_proj", tq * n, dn, dn, ("ln_in", "summary")),
-        *gemm("k_proj", tkv * n, dn, dn, ("memory", "ln_in")),
-        *gemm("v_proj", tkv * n, dn, dn, ("memory", "ln_in")),
-        *gemm("scores", tq * n, hd, tk * n, ("q_proj", "k_proj", "lc_key"), count=h,
-              weight=False, bias=False),
+        gemm("q_proj", tq * n, dn, dn, ("ln_in", "summary")),
+        gemm("k_proj", tkv * n, dn, dn, ("memory", "ln_in")),
+        gemm("v_proj", tkv * n, dn, dn, ("memory", "ln_in")),
+        gemm("scores", tq * n, hd, tk * n, ("q_proj", "k_proj", "lc_key"), count=h,
+             weight=False, bias=False),
         Step(VectorOp("softmax", "softmax", tq * n, tk * n, h), ("scores",),
              (act("probs", tq * n * tk * n),)),
-        *gemm("attn_v", tq * n, tk * n, hd, ("probs", "v_proj", "lc_value"), count=h,
-              weight=False, bias=False),
-        *gemm("out_proj", tq * n, dn, dn, ("attn_v",)),
+        gemm("attn_v", tq * n, tk * n, hd, ("probs", "v_proj", "lc_value"), count=h,
+             weight=False, bias=False),
+        gemm("out_proj", tq * n, dn, dn, ("attn_v",)),
         Step(VectorOp("squash", squash, 1, d), ("out_proj",), (act("new_memory", d),)),
         Step(VectorOp("resid1", "residual_add", rows, d), ("out_proj", "x"),
              (act("resid1", rows * d),)),
         Step(VectorOp("ln_ffn", "layernorm", rows, d), ("resid1",), (act("ln_ffn", rows * d),)),
-        *gemm("fc1", rows * nf, d // nf, f // nf, ("ln_ffn",)),
-        *gemm("fc2", rows * nf, f // nf, d // nf, ("fc1",)),
+        gemm("fc1", rows * nf, d // nf, f // nf, ("ln_ffn",), relu=True),
+        gemm("fc2", rows * nf, f // nf, d // nf, ("fc1",)),
         Step(VectorOp("resid2", "residual_add", rows, d), ("fc2", "resid1"),
              (act("resid2", rows * d),)),
         Step(VectorOp("ln_out", "layernorm", rows, d), ("resid2",), (act("out", rows * d),)),
     ]
-    # requant_fc1 applies ReLU: same cost as any requantization.
     return steps
 
 
@@ -158,7 +155,8 @@ def state_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
 
 
 def live_peak(cfg: ModelConfig | Config, steps: list[Step]) -> dict[str, int]:
-    """Peak bytes per bank of the step's live tensors.
+    """Peak bytes per bank of the step's live int8 tensors (all in the activation bank; the
+    GEMM programs' int32 tiles are inside their own SRAM footprint).
 
     The layer input ``x`` (``(R+L) x D``) is live from the start; a tensor is live from the op
     that writes it to the last op that reads it (``out`` to the end). The state (memory bank,

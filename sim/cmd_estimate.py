@@ -1,0 +1,304 @@
+"""``foldaccel estimate gemm|layer|model`` and ``foldaccel sweep``: the performance model.
+
+The estimator compiles GEMMs with the accelerator's compiler and times them with the
+accelerator's timing model (cycles equal the RTL's counters); vector-unit work is analytic
+(``docs/PERF_MODEL.md``). It imports neither torch nor amaranth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sim.cliutil import (
+    USER_ERRORS,
+    UserError,
+    add_config_args,
+    add_json_arg,
+    config_from_args,
+    emit,
+    format_table,
+)
+from sim.perf.energy import EnergyTableError, load_energy_table
+from sim.perf.sweep import AXES, SweepError, parse_values
+
+log = logging.getLogger(__name__)
+USER_ERRORS.extend([EnergyTableError, SweepError])
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of "
+                                         "integers (e.g. 1,2,4)") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}': values must be >= 1")
+    return values
+
+
+def _energy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--energy-table", metavar="PATH",
+                   help="TOML file overriding entries of the default energy table "
+                   "(Horowitz ISSCC 2014, 45 nm; keys in docs/PERF_MODEL.md)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="cycles, SRAM, traffic, energy without RTL",
+                       description="Performance model: cycles (equal to the RTL's counters "
+                       "for compiled programs), utilization, SRAM per bank, host/DRAM traffic "
+                       "under two weight policies, energy and real-time factor.")
+    esub = p.add_subparsers(dest="estimate_command", metavar="SUBCOMMAND")
+    esub.required = True
+
+    g = esub.add_parser("gemm", help="one (M x K) @ (K x N) GEMM program",
+                        description="Compile one GEMM and estimate it.")
+    g.add_argument("--m", type=_positive, required=True, help="rows of A and C")
+    g.add_argument("--k", type=_positive, required=True, help="inner dimension")
+    g.add_argument("--n", type=_positive, required=True, help="columns of B and C")
+    g.add_argument("--rows", type=_positive, help="override hardware.rows")
+    g.add_argument("--cols", type=_positive, help="override hardware.cols")
+    g.add_argument("--bias", action="store_true", help="add an int32 bias row")
+    g.add_argument("--activation-b", action="store_true",
+                   help="B is an on-chip activation (e.g. K^T), not a weight from DRAM")
+    add_config_args(g)
+    _energy_arg(g)
+    add_json_arg(g)
+    g.set_defaults(func=cmd_gemm)
+
+    lay = esub.add_parser("layer", help="one encoder layer over S streaming segments",
+                          description="One layer over the first S segments (memory bank and "
+                          "left-context cache filling up); cycles are the total.")
+    add_config_args(lay)
+    lay.add_argument("--segments", type=_positive, default=1, metavar="S")
+    lay.add_argument("--ops", action="store_true", help="also print the per-op table")
+    _energy_arg(lay)
+    add_json_arg(lay)
+    lay.set_defaults(func=cmd_layer)
+
+    mod = esub.add_parser("model", help="one steady-state segment through all layers",
+                          description="One segment through every layer with a full memory "
+                          "bank and left-context cache; per-layer and total, real-time factor. "
+                          "With --compare-fold: the folding report.")
+    add_config_args(mod)
+    mod.add_argument("--compare-fold", type=_int_list, metavar="N,N,...",
+                     help="folding report over these fold factors (fold 1 is the baseline)")
+    mod.add_argument("--plot", metavar="PATH", help="with --compare-fold: save a PNG")
+    mod.add_argument("--ops", action="store_true", help="also print one layer's op table")
+    _energy_arg(mod)
+    add_json_arg(mod)
+    mod.set_defaults(func=cmd_model)
+
+    s = sub.add_parser("sweep", help="design-space sweep with Pareto plots",
+                       description="Evaluate the model estimate over a grid of hardware and "
+                       "folding parameters in a process pool (results cached by config hash) "
+                       "and write sweep.csv, sweep.json and Pareto plots (energy vs cycles, "
+                       "SRAM vs cycles) into --out.")
+    s.add_argument("--config", metavar="PATH",
+                   help="TOML config the grid varies (default: configs/demo.toml)")
+    for axis, fields in AXES.items():
+        flag = "--" + axis.replace("_", "-")
+        s.add_argument(flag, dest=f"axis_{axis}", metavar="V,V,...",
+                       help=f"values of {' + '.join(fields)}")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    s.add_argument("--jobs", type=_positive, help="worker processes (default: CPU count)")
+    s.add_argument("--cache-dir", metavar="DIR", help="result cache (default: DIR/cache)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _energy_arg(s)
+    add_json_arg(s)
+    s.set_defaults(func=cmd_sweep)
+
+
+# ------------------------------------------------------------------------------ printing
+
+
+def _kib(b: float) -> str:
+    return f"{b / 1024:,.1f} KiB"
+
+
+def _print_summary(est: dict, title: str) -> None:
+    print(title)
+    banks = ("act", "wgt", "acc")
+    rows = [[b, est["sram_bytes"][b], est["sram_capacity_bytes"][b],
+             "yes" if est["sram_fits"][b] else "NO", est["sram_reads"][b], est["sram_writes"][b]]
+            for b in banks]
+    busy = ", ".join(f"{u} {v:,}" for u, v in est["busy"].items() if v)
+    print(f"cycles {est['cycles']:,} ({est['time_us']:,.2f} us), utilization "
+          f"{100 * est['utilization']:.1f}%, MACs {est['macs']:,}, busy: {busy}, stall "
+          f"{est['stall']:,}")
+    print(format_table(["bank", "peak bytes", "capacity", "fits", "reads (B)", "writes (B)"],
+                       rows))
+    t = est["traffic"]
+    e = est["energy_pj_by_policy"]
+    print(format_table(
+        ["weight policy", "DRAM bytes", "weights", "activations", "preload", "energy (pJ)"],
+        [[p, t[p]["dram_bytes"], t[p]["weight_bytes"], t[p]["activation_bytes"],
+          t[p]["preload_bytes"], round(e[p])] for p in ("streamed", "resident")]))
+    print(f"weight policy in use: {est['weight_policy']} (resident needs "
+          f"{t['resident']['wgt_sram_kib']:,} KiB of weight SRAM); energy "
+          f"{est['energy_pj'] / 1e6:,.3f} uJ")
+    bd = est["energy_breakdown_pj"][est["weight_policy"]]
+    print("energy breakdown: " + ", ".join(f"{k} {100 * v / bd['total']:.1f}%"
+                                           for k, v in bd.items() if k != "total"))
+    if "rtf" in est:
+        print(f"real-time factor {est['rtf']:.4f} ({est['compute_ms']:.4f} ms compute for "
+              f"{est['audio_ms']:g} ms of audio at {est.get('clock_mhz', '')} MHz)")
+
+
+def _print_ops(ops: list[dict]) -> None:
+    print(format_table(["op", "kind", "shape", "count", "cycles", "MACs"],
+                       [[o["name"], o["kind"], o["shape"], o["count"], o["cycles"], o["macs"]]
+                        for o in ops]))
+
+
+# ------------------------------------------------------------------------------ handlers
+
+
+def _config(args: argparse.Namespace):
+    cfg = config_from_args(args)
+    over = {k: getattr(args, k) for k in ("rows", "cols") if getattr(args, k, None)}
+    return cfg.replace(**over) if over else cfg
+
+
+def _estimate_errors():
+    from model.config import ConfigError
+    return (ConfigError, ValueError)
+
+
+def cmd_gemm(args: argparse.Namespace) -> int:
+    from sim.perf.estimate import estimate_gemm
+    cfg = _config(args)
+    table = load_energy_table(args.energy_table)
+    try:
+        est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
+                            weight=not args.activation_b, table=table)
+    except _estimate_errors() as e:
+        raise UserError(str(e)) from None
+    hw = cfg.hardware
+    est["config"], est["hardware"] = cfg.source, {"rows": hw.rows, "cols": hw.cols}
+    if args.json:
+        emit(est)
+        return 0
+    est["clock_mhz"] = hw.clock_mhz
+    _print_summary(est, f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a {hw.rows}x{hw.cols} "
+                   f"array ({cfg.source})")
+    return 0
+
+
+def cmd_layer(args: argparse.Namespace) -> int:
+    from sim.perf.estimate import estimate_layer
+    cfg = _config(args)
+    table = load_energy_table(args.energy_table)
+    try:
+        est = estimate_layer(cfg, args.segments, table=table)
+    except _estimate_errors() as e:
+        raise UserError(str(e)) from None
+    est["config"] = cfg.source
+    if args.json:
+        emit(est)
+        return 0
+    est["clock_mhz"] = cfg.hardware.clock_mhz
+    m = cfg.model
+    _print_summary(est, f"one layer, {args.segments} segment(s), fold {m.fold_factor} "
+                   f"({cfg.source}); per-segment cycles {est['per_segment_cycles']}")
+    if args.ops:
+        _print_ops(est["ops"])
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from sim.perf.estimate import compare_fold, estimate_model
+    cfg = config_from_args(args)
+    table = load_energy_table(args.energy_table)
+    if args.plot and not args.compare_fold:
+        raise UserError("--plot needs --compare-fold; fix: add e.g. --compare-fold 1,2,4")
+    try:
+        if args.compare_fold:
+            rep = compare_fold(cfg, args.compare_fold, table=table)
+        else:
+            est = estimate_model(cfg, table=table)
+    except _estimate_errors() as e:
+        raise UserError(str(e)) from None
+    if args.compare_fold:
+        return _fold_report(rep, args)
+    est["config"] = cfg.source
+    if args.json:
+        emit(est)
+        return 0
+    est["clock_mhz"] = cfg.hardware.clock_mhz
+    m = cfg.model
+    _print_summary(est, f"one segment through {m.n_layers} layers, fold {m.fold_factor} "
+                   f"({cfg.source}); {est['layer_cycles']:,} cycles per layer")
+    if args.ops:
+        _print_ops(est["ops"])
+    return 0
+
+
+def _fold_report(rep: dict, args: argparse.Namespace) -> int:
+    folds = rep["folds"]
+    if args.plot:
+        from sim.perf.plots import fold_plot
+        from sim.perf.sweep import atomic_write
+        keys = ("weight_bytes", "dram_bytes_streamed", "energy_pj_streamed",
+                "energy_pj_resident", "cycles", "macs")
+        rel = {rep["labels"][k].split(" (")[0]: [rep["metrics"][k][str(f)]
+                                                 / rep["metrics"][k]["1"] for f in folds]
+               for k in keys}
+        path = Path(args.plot)
+        if not path.parent.is_dir():
+            raise UserError(f"--plot directory '{path.parent}' does not exist; fix: create it "
+                            "or choose another path")
+        atomic_write(path, fold_plot(folds, rel, f"Folding vs fold 1 — {Path(rep['config']).name}"))
+        rep["plot"] = str(path)
+        log.info("wrote %s", path)
+    if args.json:
+        emit(rep)
+        return 0
+    header = ["metric"] + [f"fold {f}" for f in folds] + [f"fold {f} vs 1" for f in folds[1:]]
+    rows = []
+    for key, label in rep["labels"].items():
+        vals = rep["metrics"][key]
+        red = rep["reduction_vs_fold1"][key]
+        cells = [round(vals[str(f)], 4) if isinstance(vals[str(f)], float) and
+                 vals[str(f)] < 100 else round(vals[str(f)]) for f in folds]
+        rows.append([label, *cells, *[f"{-100 * red[str(f)]:+.1f}%" for f in folds[1:]]])
+    print(f"folding report ({rep['config']}); weight policy per fold: "
+          + ", ".join(f"{f}: {p}" for f, p in rep["weight_policy"].items()))
+    print(format_table(header, rows))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.perf.sweep import run_sweep
+    cfg = config_from_args(args)
+    table = load_energy_table(args.energy_table)
+    axes = {a: parse_values(a, getattr(args, f"axis_{a}")) for a in AXES
+            if getattr(args, f"axis_{a}") is not None}
+    res = run_sweep(cfg, axes, args.out, table=table, jobs=args.jobs,
+                    cache_dir=args.cache_dir, progress=not args.no_progress)
+    log.info("%d points (%d cached) in %.1f s -> %s", len(res.rows), res.cached, res.seconds,
+             args.out)
+    if args.json:
+        emit({"points": len(res.rows), "cached": res.cached, "seconds": round(res.seconds, 3),
+              "files": res.files, "pareto": res.pareto})
+        return 0
+    front = res.pareto["energy_cycles"]
+    print(f"{len(res.rows)} points ({res.cached} cached) in {res.seconds:.1f} s; files: "
+          + ", ".join(res.files.values()))
+    print("Pareto front, energy vs cycles:")
+    print(format_table(["rows", "cols", "fold", "SRAM KiB", "cycles", "energy uJ", "RTF"],
+                       [[r["rows"], r["cols"], r["fold"], r["sram_kib"], r["cycles"],
+                         round(r["energy_uj"], 3), round(r["rtf"], 4)]
+                        for r in (res.rows[i] for i in front)]))
+    return 0

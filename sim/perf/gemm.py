@@ -1,0 +1,136 @@
+"""Counts of one GEMM: the compiler's program, timed by the accelerator's timing model.
+
+:func:`gemm_counts_uncached` compiles ``(M x K) @ (K x N)`` with :func:`hw.compiler.compile_gemm`
+(requantized to int8, optional bias and ReLU — what every GEMM of a layer step does), takes the
+cycle counters of :func:`sim.timing.program_cycles` (equal to the RTL's counters) and reads the
+SRAM and host traffic off the instructions (:mod:`sim.perf.program`).
+
+Compiling is the slow part (tens to hundreds of ms for a large GEMM), so :func:`gemm_counts`
+caches the result twice: in memory, and on disk under ``$FOLDACCEL_BUILD_DIR/perf/gemm``
+(default ``build/perf/gemm``), keyed by the GEMM, the micro-architecture parameters it depends
+on and a hash of the compiler/ISA/timing/estimator sources, so editing any of them invalidates
+the entries. ``FOLDACCEL_PERF_CACHE=0`` turns the disk cache off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from model.config import HardwareConfig
+from sim.perf.counts import Counts
+from sim.perf.program import traffic_counts
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Sources a GEMM's counts depend on (relative to the repository root).
+SOURCES = ("hw/compiler.py", "hw/deps.py", "hw/isa.py", "hw/uarch.py", "hw/hostio.py",
+           "sim/timing.py", "sim/perf/program.py", "sim/perf/gemm.py", "sim/perf/counts.py")
+#: program_cycles counter -> Counts.busy key
+BUSY = {"array_busy": "array", "dma_in_busy": "dma_in", "dma_out_busy": "dma_out",
+        "dma_busy": "dma", "requant_busy": "requant"}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FOLDACCEL_BUILD_DIR")
+    return (Path(root) if root else REPO_ROOT / "build") / "perf" / "gemm"
+
+
+@functools.cache
+def source_digest() -> str:
+    """sha256 over :data:`SOURCES` (absent files hash as absent)."""
+    h = hashlib.sha256()
+    for rel in SOURCES:
+        p = REPO_ROOT / rel
+        h.update(rel.encode())
+        h.update(p.read_bytes() if p.is_file() else b"<absent>")
+    return h.hexdigest()
+
+
+def accel_params(hw: HardwareConfig):
+    from hw.uarch import AccelParams
+    return AccelParams.from_hw(hw)
+
+
+def compile_program(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
+                    relu: bool = False):
+    """The compiler's program for the GEMM as a layer step runs it (int8 output)."""
+    from hw.compiler import compile_gemm
+    return compile_gemm(m, k, n, hw, bias=bias, requant=True, relu=relu)
+
+
+def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> Counts:
+    """Counts of a compiled program: cycles from the timing model, traffic from its
+    instructions. ``weight``: the WGT-bank loads are weights (else activations, e.g. K^T);
+    ACC-bank loads (bias and requant parameter words) always count as weights."""
+    from sim.timing import program_cycles
+    p = accel_params(hw)
+    cyc = program_cycles(program, p)
+    c, loads = traffic_counts(program.instrs if hasattr(program, "instrs") else program, p)
+    c.cycles = cyc["total"]
+    c.stall = cyc["stall"]
+    for key, unit in BUSY.items():
+        c.busy[unit] = cyc[key]
+    c.macs = macs
+    c.weight_loads["acc"] = loads["acc"]
+    c.weight_loads["wgt"] = loads["wgt"] if weight else 0
+    c.host_in_bytes = loads["act"] + (0 if weight else loads["wgt"])
+    return c
+
+
+def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
+                         weight: bool = True, relu: bool = False) -> Counts:
+    """Compile and time the GEMM now (no cache)."""
+    prog = compile_program(m, k, n, hw, bias=bias, relu=relu)
+    return program_counts(prog, hw, macs=m * k * n, weight=weight)
+
+
+def _key(m: int, k: int, n: int, params, bias: bool, weight: bool, relu: bool) -> str:
+    text = json.dumps({"gemm": [m, k, n, bias, weight, relu],
+                       "params": dataclasses.asdict(params), "code": source_digest()},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _from_dict(d: dict) -> Counts:
+    return Counts(**d)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached(m: int, k: int, n: int, params, bias: bool, weight: bool, relu: bool,
+            hw: HardwareConfig) -> Counts:
+    use_disk = os.environ.get("FOLDACCEL_PERF_CACHE", "1") != "0"
+    path = cache_dir() / f"{_key(m, k, n, params, bias, weight, relu)}.json"
+    if use_disk and path.is_file():
+        try:
+            return _from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass  # unreadable entry: recompute and overwrite
+    c = gemm_counts_uncached(m, k, n, hw, bias=bias, weight=weight, relu=relu)
+    if use_disk:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gemm.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(c.to_dict(), f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only build dir only costs speed
+    return c
+
+
+def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
+                weight: bool = True, relu: bool = False) -> Counts:
+    """:func:`gemm_counts_uncached`, cached in memory and on disk (see the module docstring).
+    The returned :class:`Counts` must not be mutated (it is shared)."""
+    params = accel_params(hw)
+    # only the micro-architecture matters: normalise the rest of hw for the memory cache
+    return _cached(m, k, n, params, bias, weight, relu, _canonical_hw(hw))
+
+
+def _canonical_hw(hw: HardwareConfig) -> HardwareConfig:
+    return dataclasses.replace(hw, clock_mhz=1.0, dram_bytes_per_cycle=1)
