@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 
 def _png(fig) -> bytes:
@@ -24,37 +25,51 @@ def _log_if_wide(ax, axis: str, values: Sequence[float]) -> None:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
+MARKERS = "osD^v<>ph*X"
+
+
 def pareto_plot(x: Sequence[float], y: Sequence[float], feasible: Sequence[bool],
-                front: Sequence[int], groups: Sequence[int], labels: Sequence[str], *,
-                xlabel: str, ylabel: str, title: str, group_name: str = "fold") -> bytes:
-    """Scatter of all points coloured by ``groups`` (infeasible ones hollow grey), the Pareto
-    ``front`` (indices, in x order) joined by a staircase and labelled."""
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+                front: Sequence[int], groups: Sequence, kinds: Sequence, labels: Sequence[str],
+                *, xlabel: str, ylabel: str, title: str, group_name: str = "fold") -> bytes:
+    """Scatter of all points, colour by ``groups`` (e.g. fold), marker by ``kinds`` (e.g. array
+    shape), infeasible points hollow; the Pareto ``front`` (indices, in x order) is joined by a
+    staircase, circled and labelled."""
+    fig, ax = plt.subplots(figsize=(9, 6))
     cmap = plt.get_cmap("tab10")
-    for gi, g in enumerate(sorted(set(groups))):
-        idx = [i for i in range(len(x)) if groups[i] == g and feasible[i]]
-        ax.scatter([x[i] for i in idx], [y[i] for i in idx], s=36, color=cmap(gi % 10),
-                   label=f"{group_name} {g}", zorder=2)
-    bad = [i for i in range(len(x)) if not feasible[i] and x[i] and y[i]]
-    if bad:
-        ax.scatter([x[i] for i in bad], [y[i] for i in bad], s=36, facecolors="none",
-                   edgecolors="grey", label="infeasible (SRAM)", zorder=2)
+    gs, ks = sorted(set(groups)), list(dict.fromkeys(kinds))
+    for i in range(len(x)):
+        color = cmap(gs.index(groups[i]) % 10)
+        marker = MARKERS[ks.index(kinds[i]) % len(MARKERS)]
+        if feasible[i]:
+            ax.scatter(x[i], y[i], s=40, color=color, marker=marker, zorder=2)
+        elif x[i] and y[i]:
+            ax.scatter(x[i], y[i], s=40, facecolors="none", edgecolors=color, marker=marker,
+                       zorder=2)
     if front:
         fx, fy = [x[i] for i in front], [y[i] for i in front]
-        ax.step(fx, fy, where="post", color="black", linewidth=1.2, zorder=1,
-                label="Pareto front")
-        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", linewidths=1.5,
+        ax.step(fx, fy, where="post", color="black", linewidth=1.2, zorder=1)
+        ax.scatter(fx, fy, s=140, facecolors="none", edgecolors="black", linewidths=1.5,
                    zorder=3)
         for i in front:
-            ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(6, 6),
+            ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(7, 7),
                         fontsize=8)
+    handles = [Line2D([], [], linestyle="", marker="o", color=cmap(gi % 10),
+                      label=f"{group_name} {g}") for gi, g in enumerate(gs)]
+    handles += [Line2D([], [], linestyle="", marker=MARKERS[ki % len(MARKERS)], color="grey",
+                       label=str(k)) for ki, k in enumerate(ks)]
+    handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none",
+                          label="Pareto front"))
+    if not all(feasible):
+        handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="none",
+                              color="grey", label="infeasible (hollow)"))
     _log_if_wide(ax, "x", x)
     _log_if_wide(ax, "y", y)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0)
     fig.tight_layout()
     return _png(fig)
 

@@ -188,6 +188,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal modes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -270,7 +273,7 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
         "energy_cycles": [feasible[j] for j in pareto_front(
             [(final[i]["cycles"], final[i]["energy_uj"]) for i in feasible])],
         "sram_cycles": [feasible[j] for j in pareto_front(
-            [(final[i]["sram_kib"], final[i]["cycles"]) for i in feasible])],
+            [(final[i]["sram_peak_kib"], final[i]["cycles"]) for i in feasible])],
     }
     for i, r in enumerate(final):
         r["pareto_energy_cycles"] = i in pareto["energy_cycles"]
@@ -288,7 +291,7 @@ def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in COLUMNS})
+        w.writerow({k: _csv_cell(r.get(k, "")) for k in COLUMNS})
     doc = {"config": base.source, "base": base.to_dict(), "axes": axes,
            "energy_table": table.to_dict(), "points": rows, "pareto": pareto,
            "seconds": round(seconds, 3), "cached": cached}
@@ -299,23 +302,29 @@ def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
     feasible = [r["feasible"] for r in rows]
     cyc = [r.get("cycles", 0) for r in rows]
     folds = [r["fold"] for r in rows]
+    shapes = [f"{r['rows']}x{r['cols']} array" for r in rows]
+    name = Path(base.source).name
     blobs = {
         "csv": buf.getvalue().encode(),
         "json": (json.dumps(doc, indent=2) + "\n").encode(),
         "energy_cycles_png": pareto_plot(
             cyc, [r.get("energy_uj", 0) for r in rows], feasible, pareto["energy_cycles"],
-            folds, labels, xlabel="cycles per segment (whole model)",
-            ylabel="energy per segment (µJ)",
-            title=f"Energy vs cycles — {Path(base.source).name}"),
+            folds, shapes, labels, xlabel="cycles per segment (whole model)",
+            ylabel="energy per segment (µJ, weight policy in use)",
+            title=f"Energy vs cycles — {name}, one segment"),
         "sram_cycles_png": pareto_plot(
-            [r["sram_kib"] for r in rows], cyc, feasible, pareto["sram_cycles"], folds,
-            labels, xlabel="on-chip SRAM, act + wgt + acc (KiB)",
+            [r.get("sram_peak_kib", 0) for r in rows], cyc, feasible, pareto["sram_cycles"],
+            folds, shapes, labels, xlabel="peak SRAM occupancy, act + wgt + acc (KiB)",
             ylabel="cycles per segment (whole model)",
-            title=f"Cycles vs SRAM — {Path(base.source).name}"),
+            title=f"Cycles vs SRAM — {name}, one segment"),
     }
     for name, data in blobs.items():
         atomic_write(files[name], data)
     return {k: str(v) for k, v in files.items()}
+
+
+def _csv_cell(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
 
 
 def _label(r: dict[str, Any], axes: dict[str, list[int]]) -> str:
