@@ -70,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rows", type=_positive, help="override hardware.rows")
     g.add_argument("--cols", type=_positive, help="override hardware.cols")
     g.add_argument("--bias", action="store_true", help="add an int32 bias row")
+    g.add_argument("--relu", action="store_true", help="ReLU in the requantization")
     g.add_argument("--activation-b", action="store_true",
                    help="B is an on-chip activation (e.g. K^T), not a weight from DRAM")
     add_config_args(g)
@@ -182,7 +183,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     table = load_energy_table(args.energy_table)
     try:
         est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
-                            weight=not args.activation_b, table=table)
+                            relu=args.relu, weight=not args.activation_b, table=table)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     hw = cfg.hardware

@@ -189,14 +189,16 @@ def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_uniqu
 
 
 def estimate_gemm(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool = False,
-                  weight: bool = True, table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
-    """One ``(m x k) @ (k x n)`` GEMM program on ``hw``; ``weight``: B is a weight matrix."""
+                  relu: bool = False, weight: bool = True,
+                  table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
+    """One ``(m x k) @ (k x n)`` GEMM program (int8 output) on ``hw``; ``weight``: B is a
+    weight matrix (else an activation such as K^T)."""
     for name, v in (("m", m), ("k", k), ("n", n)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"GEMM dimension {name}={v!r} must be a positive integer")
-    op = GemmOp("gemm", m, k, n, 1, weight, bias)
-    c = gemm_counts(m, k, n, hw, bias=bias, weight=weight)
-    out = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "weight": weight}}
+    op = GemmOp("gemm", m, k, n, 1, weight, bias, relu)
+    c = gemm_counts(m, k, n, hw, bias=bias, weight=weight, relu=relu)
+    out = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "relu": relu, "weight": weight}}
     out.update(report(c, hw, table, gemm_weight_bytes_unique(op)))
     return out
 
