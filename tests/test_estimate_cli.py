@@ -1,0 +1,128 @@
+"""`foldaccel estimate gemm|layer|model`: JSON contract, human output, folding report, errors."""
+
+import json
+
+import pytest
+
+from hw.compiler import compile_gemm
+from model.config import CONFIG_DIR, load_config
+from sim.cli import main
+from sim.timing import program_cycles
+
+TINY = str(CONFIG_DIR / "tiny.toml")
+BASE = str(CONFIG_DIR / "emformer_base.toml")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path_factory.getbasetemp() / "build"))
+
+
+def _json(capsys, *argv) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
+
+
+def test_gemm_json(capsys):
+    out = _json(capsys, "estimate", "gemm", "--m", "33", "--k", "70", "--n", "20", "--rows",
+                "8", "--cols", "4", "--bias", "--config", TINY, "--json")
+    hw = load_config(TINY).replace(rows=8, cols=4).hardware
+    ref = program_cycles(compile_gemm(33, 70, 20, hw, bias=True, requant=True), hw)
+    assert out["cycles"] == ref["total"]
+    assert out["hardware"] == {"rows": 8, "cols": 4}
+    for key in ("utilization", "sram_bytes", "sram_reads", "sram_writes", "energy_pj",
+                "traffic", "busy", "energy_breakdown_pj"):
+        assert key in out
+    assert set(out["sram_bytes"]) == {"act", "wgt", "acc"}
+    assert out["utilization"] == pytest.approx(33 * 70 * 20 / (ref["total"] * 8 * 4))
+
+
+def test_gemm_human(capsys):
+    assert main(["estimate", "gemm", "--m", "16", "--k", "16", "--n", "16"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("GEMM 16x16 @ 16x16 on a 16x16 array")
+    assert "weight policy" in out and "streamed" in out and "resident" in out
+
+
+def test_layer_json_segments(capsys):
+    one = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "1", "--json")
+    three = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "3", "--json")
+    assert three["cycles"] == sum(three["per_segment_cycles"])
+    assert three["per_segment_cycles"][0] == one["cycles"]
+    assert three["segments"] == 3 and "rtf" in three and "energy_pj" in three
+
+
+def test_model_json_and_fold_override(capsys):
+    out = _json(capsys, "estimate", "model", "--config", TINY, "--fold", "1", "--json")
+    assert len(out["layers"]) == 2 and out["rtf"] > 0
+    assert out["cycles"] == sum(x["cycles"] for x in out["layers"])
+    two = _json(capsys, "estimate", "model", "--config", TINY, "--json")
+    assert two["weight_bytes_unique"] < out["weight_bytes_unique"]
+
+
+def test_model_human_with_ops(capsys):
+    assert main(["estimate", "model", "--config", TINY, "--ops"]) == 0
+    out = capsys.readouterr().out
+    assert "real-time factor" in out
+    assert all(op in out for op in ("q_proj", "softmax", "fc1", "ln_out"))
+
+
+def test_compare_fold_table_json_and_plot(capsys, tmp_path):
+    png = tmp_path / "fold.png"
+    rep = _json(capsys, "estimate", "model", "--config", BASE, "--compare-fold", "2,4",
+                "--plot", str(png), "--json")
+    assert rep["folds"] == [1, 2, 4]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rep["plot"] == str(png)
+    m = rep["metrics"]
+    assert rep["reduction_vs_fold1"]["weight_bytes"]["2"] == pytest.approx(
+        1 - m["weight_bytes"]["2"] / m["weight_bytes"]["1"])
+    assert main(["estimate", "model", "--config", BASE, "--compare-fold", "1,2,4"]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("weight bytes"))
+    assert row.split()[-2:] == [
+        f"{-100 * rep['reduction_vs_fold1']['weight_bytes'][f]:+.1f}%" for f in ("2", "4")]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["estimate", "gemm", "--m", "4", "--k", "4", "--n", "4", "--config", "nope.toml"],
+     "not found"),
+    (["estimate", "gemm", "--m", "4", "--k", "4", "--n", "4", "--rows", "65"], "rows"),
+    (["estimate", "layer", "--config", TINY, "--fold", "3"], "fold_factor"),
+    (["estimate", "model", "--config", TINY, "--plot", "x.png"], "--compare-fold"),
+    (["estimate", "model", "--config", TINY, "--compare-fold", "1,3"], "fold_factor"),
+    (["estimate", "model", "--config", TINY, "--energy-table", "missing.toml"], "not found"),
+    (["estimate", "model", "--config", TINY, "--compare-fold", "2", "--plot",
+      "/no/such/dir/x.png"], "does not exist"),
+])
+def test_user_errors_exit_2(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr()
+    assert err.out == "" and needle in err.err and "error:" in err.err
+
+
+def test_bad_energy_table_key(capsys, tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text("sram = 1\n")
+    assert main(["estimate", "model", "--config", TINY, "--energy-table", str(f)]) == 2
+    assert "unknown key 'sram'" in capsys.readouterr().err
+
+
+def test_energy_table_override_changes_dram_energy(capsys, tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text("dram_pj_per_64b = 2600.0\n")
+    lo = _json(capsys, "estimate", "model", "--config", TINY, "--json")
+    hi = _json(capsys, "estimate", "model", "--config", TINY, "--energy-table", str(f),
+               "--json")
+    assert hi["energy_breakdown_pj"]["streamed"]["dram"] == pytest.approx(
+        2 * lo["energy_breakdown_pj"]["streamed"]["dram"])
+    assert hi["cycles"] == lo["cycles"]
+
+
+@pytest.mark.parametrize("argv", [["estimate", "gemm", "--m", "0", "--k", "1", "--n", "1"],
+                                  ["estimate", "layer", "--segments", "0"],
+                                  ["estimate", "model", "--compare-fold", "1,x"]])
+def test_argument_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2

@@ -1,0 +1,145 @@
+"""`foldaccel sweep`: grid, process pool, cache, CSV/JSON/PNG outputs, Pareto front, errors."""
+
+import csv
+import json
+
+import pytest
+
+from model.config import CONFIG_DIR, load_config
+from sim.cli import main
+from sim.perf.energy import HOROWITZ_45NM
+from sim.perf.estimate import estimate_model
+from sim.perf.sweep import (
+    SweepError,
+    atomic_write,
+    grid_configs,
+    pareto_front,
+    parse_values,
+    run_sweep,
+)
+
+TINY = str(CONFIG_DIR / "tiny.toml")
+OUTPUTS = ("sweep.csv", "sweep.json", "pareto_energy_cycles.png", "pareto_sram_cycles.png")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path_factory.getbasetemp() / "build"))
+
+
+def _brute_front(points):
+    """Indices not dominated by any other point (<= in both, < in one), sorted by x."""
+    keep = [i for i, (x, y) in enumerate(points)
+            if not any((a <= x and b <= y) and (a < x or b < y) for a, b in points)]
+    # duplicates: keep the first of identical points
+    out = []
+    for i in keep:
+        if all(points[j] != points[i] for j in out):
+            out.append(i)
+    return sorted(out, key=lambda i: points[i])
+
+
+@pytest.mark.parametrize("points", [
+    [(1, 5), (2, 3), (3, 4), (4, 1), (2, 3), (5, 5)],
+    [(3, 3)],
+    [(1, 1), (1, 2), (2, 1)],
+    [(i % 7, (i * 5) % 11) for i in range(30)],
+])
+def test_pareto_front_matches_brute_force(points):
+    assert pareto_front(points) == _brute_front(points)
+
+
+def test_small_sweep_end_to_end(tmp_path, capsys):
+    out = tmp_path / "sw"
+    argv = ["sweep", "--config", TINY, "--rows", "8,16", "--cols", "16", "--fold", "1,2",
+            "--out", str(out), "--jobs", "2", "--json"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["points"] == 4 and res["cached"] == 0
+    assert all((out / f).is_file() for f in OUTPUTS)
+    for png in OUTPUTS[2:]:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [(int(r["rows"]), int(r["fold"])) for r in rows] == [(8, 1), (8, 2), (16, 1),
+                                                                (16, 2)]
+    # each row equals a direct estimate of that grid point
+    base = load_config(TINY)
+    for r in rows:
+        cfg = base.replace(rows=int(r["rows"]), cols=16, fold_factor=int(r["fold"]))
+        est = estimate_model(cfg)
+        assert int(r["cycles"]) == est["cycles"]
+        assert float(r["energy_uj"]) == pytest.approx(est["energy_pj"] / 1e6, rel=1e-5)
+        assert r["feasible"] == "True"
+    doc = json.loads((out / "sweep.json").read_text())
+    pts = [(p["cycles"], p["energy_uj"]) for p in doc["points"]]
+    assert doc["pareto"]["energy_cycles"] == _brute_front(pts) == res["pareto"]["energy_cycles"]
+    flags = [r["pareto_energy_cycles"] == "True" for r in rows]
+    assert [i for i, f in enumerate(flags) if f] == sorted(doc["pareto"]["energy_cycles"])
+    # a second run answers from the cache and writes identical data
+    before = (out / "sweep.csv").read_bytes()
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["cached"] == 4
+    assert (out / "sweep.csv").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_sweep_sram_axis_and_infeasible_point(tmp_path):
+    # a 1 KiB ACC bank cannot hold one 16x16 int32 tile: that point is reported infeasible
+    # (with the config error as its reason), not a crash
+    base = load_config(TINY)
+    res = run_sweep(base, {"sram_kib": [1, 64]}, tmp_path / "o", table=HOROWITZ_45NM,
+                    jobs=1, progress=False)
+    small, big = res.rows
+    assert (small["act_kib"], small["wgt_kib"], small["acc_kib"]) == (1, 1, 1)
+    assert small["feasible"] is False and "acc_sram_kib" in small["error"]
+    assert big["feasible"] is True
+    assert res.pareto["energy_cycles"] == [1]
+
+
+def test_progress_bar_on_stderr(tmp_path, capsys):
+    run_sweep(load_config(TINY), {"fold": [1, 2]}, tmp_path / "o", table=HOROWITZ_45NM,
+              jobs=1)
+    err = capsys.readouterr().err
+    assert "sweep [" in err and "2/2" in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--rows", "8,x"], "comma-separated list of integers"),
+    (["--rows", "8,8"], "repeats a value"),
+    (["--fold", "1,3"], "fold_factor"),
+    (["--rows", "100"], "rows"),
+    ([], "no sweep axis"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, needle):
+    out = tmp_path / "never"
+    assert main(["sweep", "--config", TINY, "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "error:" in err
+    assert not out.exists()
+
+
+def test_out_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["sweep", "--config", TINY, "--fold", "1", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert f.read_text() == "x"
+
+
+def test_grid_and_values_helpers():
+    assert parse_values("rows", "8, 16,32") == [8, 16, 32]
+    with pytest.raises(SweepError, match="unknown sweep axis"):
+        parse_values("banana", "1")
+    cfgs = grid_configs(load_config(TINY), {"rows": [8, 16], "sram_kib": [32]})
+    assert [(c.hardware.rows, c.hardware.act_sram_kib, c.hardware.wgt_sram_kib,
+             c.hardware.acc_sram_kib) for c in cfgs] == [(8, 32, 32, 32), (16, 32, 32, 32)]
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    p = tmp_path / "a.txt"
+    atomic_write(p, b"old")
+    with pytest.raises(TypeError):
+        atomic_write(p, "not bytes")  # write fails inside the temp file
+    assert p.read_bytes() == b"old"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.txt"]
