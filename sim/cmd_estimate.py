@@ -63,13 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub.required = True
 
     g = esub.add_parser("gemm", help="one (M x K) @ (K x N) GEMM program",
-                        description="Compile one GEMM and estimate it.")
+                        description="Compile one GEMM (same flags as 'foldaccel rtl gemm') "
+                        "and estimate it; its cycles equal the RTL's counters.")
     g.add_argument("--m", type=_positive, required=True, help="rows of A and C")
     g.add_argument("--k", type=_positive, required=True, help="inner dimension")
     g.add_argument("--n", type=_positive, required=True, help="columns of B and C")
     g.add_argument("--rows", type=_positive, help="override hardware.rows")
     g.add_argument("--cols", type=_positive, help="override hardware.cols")
     g.add_argument("--bias", action="store_true", help="add an int32 bias row")
+    g.add_argument("--requant", action="store_true",
+                   help="requantize to int8 (default: int32 output, as 'foldaccel rtl gemm')")
     g.add_argument("--relu", action="store_true", help="ReLU in the requantization")
     g.add_argument("--activation-b", action="store_true",
                    help="B is an on-chip activation (e.g. K^T), not a weight from DRAM")
@@ -183,7 +186,8 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     table = load_energy_table(args.energy_table)
     try:
         est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
-                            relu=args.relu, weight=not args.activation_b, table=table)
+                            requant=args.requant, relu=args.relu,
+                            weight=not args.activation_b, table=table)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     hw = cfg.hardware

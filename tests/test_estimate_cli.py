@@ -25,10 +25,15 @@ def _json(capsys, *argv) -> dict:
 
 def test_gemm_json(capsys):
     out = _json(capsys, "estimate", "gemm", "--m", "33", "--k", "70", "--n", "20", "--rows",
-                "8", "--cols", "4", "--bias", "--config", TINY, "--json")
+                "8", "--cols", "4", "--bias", "--requant", "--relu", "--config", TINY,
+                "--json")
     hw = load_config(TINY).replace(rows=8, cols=4).hardware
-    ref = program_cycles(compile_gemm(33, 70, 20, hw, bias=True, requant=True), hw)
-    assert out["cycles"] == ref["total"]
+    ref = program_cycles(compile_gemm(33, 70, 20, hw, bias=True, requant=True, relu=True), hw)
+    assert out["cycles"] == ref["total"] and out["rtl_counters"] == ref
+    # default: int32 output, the same program as 'foldaccel rtl gemm' without flags
+    plain = _json(capsys, "estimate", "gemm", "--m", "33", "--k", "70", "--n", "20", "--rows",
+                  "8", "--cols", "4", "--config", TINY, "--json")
+    assert plain["rtl_counters"] == program_cycles(compile_gemm(33, 70, 20, hw), hw)
     assert out["hardware"] == {"rows": 8, "cols": 4}
     for key in ("utilization", "sram_bytes", "sram_reads", "sram_writes", "energy_pj",
                 "traffic", "busy", "energy_breakdown_pj"):

@@ -42,15 +42,17 @@ SHAPES = [(1, 1, 1), (5, 7, 3), (16, 16, 16), (17, 33, 15), (40, 64, 48), (12, 7
 @pytest.mark.parametrize("m,k,n", SHAPES)
 def test_cycles_equal_timing_model_of_compiled_program(rows, cols, m, k, n):
     hw = _hw(rows, cols)
-    for bias, relu in [(False, False), (True, True)]:
-        ref = program_cycles(compile_gemm(m, k, n, hw, bias=bias, requant=True, relu=relu), hw)
-        est = estimate_gemm(m, k, n, hw, bias=bias, relu=relu)
+    for bias, requant, relu in [(False, False, False), (True, False, False),
+                                (False, True, False), (True, True, True)]:
+        ref = program_cycles(compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu),
+                             hw)
+        est = estimate_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
         assert est["cycles"] == ref["total"]
-        c = gemm_counts(m, k, n, hw, bias=bias, relu=relu)
-        assert (c.busy["array"], c.busy["dma_in"], c.busy["dma_out"], c.busy["dma"],
-                c.busy["requant"], c.stall) == (
-            ref["array_busy"], ref["dma_in_busy"], ref["dma_out_busy"], ref["dma_busy"],
-            ref["requant_busy"], ref["stall"])
+        assert est["rtl_counters"] == ref  # every counter, by RTL name
+        busy = est["busy"]
+        assert (busy["array"], busy["dma_in"], busy["dma_out"], busy["dma"], busy["requant"],
+                est["stall"]) == (ref["array_busy"], ref["dma_in_busy"], ref["dma_out_busy"],
+                                  ref["dma_busy"], ref["requant_busy"], ref["stall"])
 
 
 @pytest.mark.parametrize("host", [4, 16, 64])
@@ -58,7 +60,7 @@ def test_cycles_follow_host_width_and_sram_size(host):
     hw = _hw(8, 8, host_bytes_per_cycle=host, act_sram_kib=2, wgt_sram_kib=2, acc_sram_kib=4)
     for m, k, n in [(30, 200, 70), (8, 512, 8)]:
         ref = program_cycles(compile_gemm(m, k, n, hw, bias=True, requant=True), hw)
-        assert estimate_gemm(m, k, n, hw, bias=True)["cycles"] == ref["total"]
+        assert estimate_gemm(m, k, n, hw, bias=True, requant=True)["cycles"] == ref["total"]
 
 
 def test_memory_and_disk_cache_return_the_same_counts(tmp_path):
@@ -91,7 +93,7 @@ def test_traffic_and_energy_by_hand():
     m, k, n, r, c = 40, 64, 48, 16, 16
     prog = compile_gemm(m, k, n, hw, bias=True, requant=True)
     nk = prog.plan["k_chunks"]  # the compiler's K split (MATMULs per tile)
-    est = estimate_gemm(m, k, n, hw, bias=True)
+    est = estimate_gemm(m, k, n, hw, bias=True, requant=True)
     mt, nt = 3, 3
     m_t = [16, 16, 8]                      # rows per row tile
     tiles = mt * nt
@@ -139,8 +141,8 @@ def test_traffic_and_energy_by_hand():
 
 def test_activation_b_counts_as_host_traffic():
     hw = _hw(16, 16)
-    w = estimate_gemm(12, 16, 40, hw, weight=True)
-    a = estimate_gemm(12, 16, 40, hw, weight=False)
+    w = estimate_gemm(12, 16, 40, hw, requant=True, weight=True)
+    a = estimate_gemm(12, 16, 40, hw, requant=True, weight=False)
     assert a["cycles"] == w["cycles"]
     b_bytes = 16 * 3 * 16                   # k words x 3 column tiles x 16 bytes
     assert w["host_bytes"]["in_weights"] - a["host_bytes"]["in_weights"] == b_bytes
@@ -157,7 +159,32 @@ def test_sram_peak_within_capacity_and_covers_operands():
     assert est["host_bytes"]["in_activations"] > 64 * 1000  # A re-loaded for column tiles
 
 
-@pytest.mark.parametrize("m,k,n", [(0, 1, 1), (1, -1, 1), (1, 1, 1.5)])
+def test_int32_output_by_hand():
+    """Without requantization the program stores m_t int32 rows per tile: no REQUANT work."""
+    hw = _hw(8, 8)
+    est = estimate_gemm(10, 8, 12, hw)
+    tiles_rows = 2 * (8 + 2)               # 2 column tiles x (8 + 2) rows
+    assert est["host_bytes"]["out"] == tiles_rows * 4 * 8
+    assert est["busy"]["requant"] == 0 and est["host_bytes"]["in_weights"] == 8 * 2 * 8
+    assert est["traffic"]["resident"]["preload_bytes"] == 8 * 12
+
+
+def test_estimate_program_matches_estimate_gemm():
+    from sim.perf.estimate import estimate_program
+    hw = _hw(8, 16)
+    prog = compile_gemm(20, 30, 40, hw, bias=True, requant=True)
+    by_prog = estimate_program(prog, hw)
+    by_gemm = estimate_gemm(20, 30, 40, hw, bias=True, requant=True)
+    for key in ("cycles", "rtl_counters", "sram_reads", "sram_writes", "sram_bytes", "macs",
+                "host_bytes", "energy_pj_by_policy"):
+        assert by_prog[key] == by_gemm[key], key
+    words = estimate_program(prog.words(), hw)  # 128-bit words decode to the same program
+    assert words["cycles"] == by_prog["cycles"] and words["macs"] == words["mac_slots"]
+
+
+@pytest.mark.parametrize("m,k,n", [(0, 1, 1), (1, -1, 1), (1, 1, 1.5), (True, 1, 1)])
 def test_bad_dimensions(m, k, n):
     with pytest.raises(ValueError, match="must be a positive integer"):
         estimate_gemm(m, k, n, HW)
+    with pytest.raises(ValueError, match="relu needs requant"):
+        estimate_gemm(1, 1, 1, HW, relu=True)

@@ -24,7 +24,7 @@ from model.accounting import layer_weight_bytes
 from model.config import Config, HardwareConfig, ModelConfig
 from sim.perf.counts import BANKS, UNITS, Counts, total
 from sim.perf.energy import HOROWITZ_45NM, EnergyTable
-from sim.perf.gemm import gemm_counts
+from sim.perf.gemm import gemm_counts, program_counts, rtl_counters
 from sim.perf.vector import (
     EXP_LUT_BYTES,
     VectorOp,
@@ -55,13 +55,6 @@ def op_result(op: GemmOp | VectorOp, hw: HardwareConfig) -> OpResult:
                         relu=op.relu) * op.count
         return OpResult(op.name, "gemm", f"{op.m}x{op.k}x{op.n}", op.count, c)
     return OpResult(op.name, op.kind, f"{op.rows}x{op.width}", op.count, vector_cost(op, hw))
-
-
-def gemm_weight_bytes_unique(op: GemmOp) -> int:
-    """Parameter bytes a GEMM needs once: int8 B (if a weight), int32 bias, one 32-bit requant
-    parameter lane per output column."""
-    b = op.k * op.n if op.weight else 0
-    return b + (4 * op.n if op.bias else 0) + 4 * op.n
 
 
 def layer_weight_bytes_unique(mc: ModelConfig) -> int:
@@ -189,17 +182,40 @@ def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_uniqu
 
 
 def estimate_gemm(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool = False,
-                  relu: bool = False, weight: bool = True,
+                  requant: bool = False, relu: bool = False, weight: bool = True,
                   table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
-    """One ``(m x k) @ (k x n)`` GEMM program (int8 output) on ``hw``; ``weight``: B is a
-    weight matrix (else an activation such as K^T)."""
+    """The compiler's program for one ``(m x k) @ (k x n)`` GEMM on ``hw`` (the flags of
+    :func:`hw.compiler.compile_gemm`: int32 output unless ``requant``); ``weight``: B is a
+    weight matrix (else an activation such as K^T). ``rtl_counters`` are the RTL's
+    performance counters of that program, counter by counter."""
     for name, v in (("m", m), ("k", k), ("n", n)):
-        if not isinstance(v, int) or v < 1:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"GEMM dimension {name}={v!r} must be a positive integer")
-    op = GemmOp("gemm", m, k, n, 1, weight, bias, relu)
-    c = gemm_counts(m, k, n, hw, bias=bias, weight=weight, relu=relu)
-    out = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "relu": relu, "weight": weight}}
-    out.update(report(c, hw, table, gemm_weight_bytes_unique(op)))
+    if relu and not requant:
+        raise ValueError("relu needs requant (ReLU is part of the requantization)")
+    c = gemm_counts(m, k, n, hw, bias=bias, weight=weight, requant=requant, relu=relu)
+    unique = (k * n if weight else 0) + (4 * n if bias else 0) + (4 * n if requant else 0)
+    out: dict[str, Any] = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "requant": requant,
+                                    "relu": relu, "weight": weight}}
+    out.update(report(c, hw, table, unique))
+    out["rtl_counters"] = rtl_counters(c)
+    return out
+
+
+def estimate_program(program, hw: HardwareConfig, *, macs: int | None = None,
+                     weight: bool = True,
+                     table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
+    """Any accelerator program (``Instr`` list, 128-bit words or a ``GemmProgram``): cycles
+    from the timing model, traffic from its instructions. ``macs`` (useful MACs) defaults to
+    ``M*K*N`` of a ``GemmProgram``, else the array's MAC slots; the unique weight bytes are
+    the weight-bank and ACC-bank bytes it loads."""
+    if macs is None:
+        macs = program.macs if hasattr(program, "macs") else None
+    c = program_counts(program, hw, macs=macs or 0, weight=weight)
+    if macs is None:
+        c.macs = c.mac_slots
+    out = report(c, hw, table, c.weight_bytes)
+    out["rtl_counters"] = rtl_counters(c)
     return out
 
 

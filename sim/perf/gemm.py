@@ -24,7 +24,7 @@ from pathlib import Path
 
 from model.config import HardwareConfig
 from sim.perf.counts import Counts
-from sim.perf.program import traffic_counts
+from sim.perf.program import instructions, traffic_counts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Sources a GEMM's counts depend on (relative to the repository root).
@@ -56,11 +56,10 @@ def accel_params(hw: HardwareConfig):
     return AccelParams.from_hw(hw)
 
 
-def compile_program(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
-                    relu: bool = False):
-    """The compiler's program for the GEMM as a layer step runs it (int8 output)."""
-    from hw.compiler import compile_gemm
-    return compile_gemm(m, k, n, hw, bias=bias, requant=True, relu=relu)
+def rtl_counters(c: Counts) -> dict[str, int]:
+    """The RTL performance counters (hw/accel.py names) of a program's :class:`Counts`."""
+    return {"total": c.cycles, **{key: c.busy[unit] for key, unit in BUSY.items()},
+            "stall": c.stall}
 
 
 def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> Counts:
@@ -69,8 +68,9 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
     ACC-bank loads (bias and requant parameter words) always count as weights."""
     from sim.timing import program_cycles
     p = accel_params(hw)
-    cyc = program_cycles(program, p)
-    c, loads = traffic_counts(program.instrs if hasattr(program, "instrs") else program, p)
+    instrs = instructions(program)
+    cyc = program_cycles(instrs, p)
+    c, loads = traffic_counts(instrs, p)
     c.cycles = cyc["total"]
     c.stall = cyc["stall"]
     for key, unit in BUSY.items():
@@ -83,34 +83,32 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
 
 
 def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
-                         weight: bool = True, relu: bool = False) -> Counts:
+                         weight: bool = True, requant: bool = True,
+                         relu: bool = False) -> Counts:
     """Compile and time the GEMM now (no cache)."""
-    prog = compile_program(m, k, n, hw, bias=bias, relu=relu)
+    from hw.compiler import compile_gemm
+    prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
     return program_counts(prog, hw, macs=m * k * n, weight=weight)
 
 
-def _key(m: int, k: int, n: int, params, bias: bool, weight: bool, relu: bool) -> str:
-    text = json.dumps({"gemm": [m, k, n, bias, weight, relu],
-                       "params": dataclasses.asdict(params), "code": source_digest()},
-                      sort_keys=True)
+def _key(gemm: tuple, params) -> str:
+    text = json.dumps({"gemm": list(gemm), "params": dataclasses.asdict(params),
+                       "code": source_digest()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _from_dict(d: dict) -> Counts:
-    return Counts(**d)
-
-
 @functools.lru_cache(maxsize=4096)
-def _cached(m: int, k: int, n: int, params, bias: bool, weight: bool, relu: bool,
-            hw: HardwareConfig) -> Counts:
+def _cached(gemm: tuple, params, hw: HardwareConfig) -> Counts:
+    m, k, n, bias, weight, requant, relu = gemm
     use_disk = os.environ.get("FOLDACCEL_PERF_CACHE", "1") != "0"
-    path = cache_dir() / f"{_key(m, k, n, params, bias, weight, relu)}.json"
+    path = cache_dir() / f"{_key(gemm, params)}.json"
     if use_disk and path.is_file():
         try:
-            return _from_dict(json.loads(path.read_text()))
+            return Counts(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             pass  # unreadable entry: recompute and overwrite
-    c = gemm_counts_uncached(m, k, n, hw, bias=bias, weight=weight, relu=relu)
+    c = gemm_counts_uncached(m, k, n, hw, bias=bias, weight=weight, requant=requant,
+                             relu=relu)
     if use_disk:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,12 +122,12 @@ def _cached(m: int, k: int, n: int, params, bias: bool, weight: bool, relu: bool
 
 
 def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
-                weight: bool = True, relu: bool = False) -> Counts:
+                weight: bool = True, requant: bool = True, relu: bool = False) -> Counts:
     """:func:`gemm_counts_uncached`, cached in memory and on disk (see the module docstring).
     The returned :class:`Counts` must not be mutated (it is shared)."""
     params = accel_params(hw)
     # only the micro-architecture matters: normalise the rest of hw for the memory cache
-    return _cached(m, k, n, params, bias, weight, relu, _canonical_hw(hw))
+    return _cached((m, k, n, bias, weight, requant, relu), params, _canonical_hw(hw))
 
 
 def _canonical_hw(hw: HardwareConfig) -> HardwareConfig:

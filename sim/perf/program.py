@@ -29,6 +29,16 @@ from sim.perf.counts import BANKS, Counts
 _BANK_OF = {0: "act", 1: "wgt", 2: "acc"}
 
 
+def instructions(program) -> list:
+    """Decoded instructions of ``program``: a ``GemmProgram``, ``Instr`` objects or 128-bit
+    words (decoded with ``hw.isa``, which rejects malformed words)."""
+    from hw.isa import Instr, decode_program
+    items = list(program.instrs if hasattr(program, "instrs") else program)
+    if all(isinstance(i, Instr) for i in items):
+        return items
+    return decode_program(items)
+
+
 def _union_words(ranges: list[tuple[int, int]]) -> int:
     """Distinct words covered by half-open ``[start, end)`` ranges."""
     total, cur_s, cur_e = 0, None, None
