@@ -255,16 +255,18 @@ def _fold_report(rep: dict, args: argparse.Namespace) -> int:
     if args.plot:
         from sim.perf.plots import fold_plot
         from sim.perf.sweep import atomic_write
-        keys = ("weight_bytes", "dram_bytes_streamed", "energy_pj_streamed",
-                "energy_pj_resident", "cycles", "macs")
-        rel = {rep["labels"][k].split(" (")[0]: [rep["metrics"][k][str(f)]
-                                                 / rep["metrics"][k]["1"] for f in folds]
-               for k in keys}
+        bars = {"weight bytes": "weight_bytes", "DRAM bytes\n(streamed)": "dram_bytes_streamed",
+                "energy\n(streamed)": "energy_pj_streamed",
+                "energy\n(resident)": "energy_pj_resident", "cycles": "cycles",
+                "MACs": "macs"}
+        rel = {label: [rep["metrics"][k][str(f)] / rep["metrics"][k]["1"] for f in folds]
+               for label, k in bars.items()}
         path = Path(args.plot)
         if not path.parent.is_dir():
             raise UserError(f"--plot directory '{path.parent}' does not exist; fix: create it "
                             "or choose another path")
-        atomic_write(path, fold_plot(folds, rel, f"Folding vs fold 1 — {Path(rep['config']).name}"))
+        atomic_write(path, fold_plot(folds, rel, f"Folding vs fold 1 — "
+                                     f"{Path(rep['config']).name}, one segment per fold"))
         rep["plot"] = str(path)
         log.info("wrote %s", path)
     if args.json:
@@ -277,7 +279,8 @@ def _fold_report(rep: dict, args: argparse.Namespace) -> int:
         red = rep["reduction_vs_fold1"][key]
         cells = [round(vals[str(f)], 4) if isinstance(vals[str(f)], float) and
                  vals[str(f)] < 100 else round(vals[str(f)]) for f in folds]
-        rows.append([label, *cells, *[f"{-100 * red[str(f)]:+.1f}%" for f in folds[1:]]])
+        rows.append([label, *cells,
+                     *[f"{-100 * red[str(f)] + 0.0:+.1f}%" for f in folds[1:]]])
     print(f"folding report ({rep['config']}); weight policy per fold: "
           + ", ".join(f"{f}: {p}" for f, p in rep["weight_policy"].items()))
     print(format_table(header, rows))
