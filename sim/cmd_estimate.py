@@ -156,7 +156,7 @@ def _print_summary(est: dict, title: str) -> None:
     print("energy breakdown: " + ", ".join(f"{k} {100 * v / bd['total']:.1f}%"
                                            for k, v in bd.items() if k != "total"))
     if "rtf" in est:
-        print(f"real-time factor {est['rtf']:.4f} ({est['compute_ms']:.4f} ms compute for "
+        print(f"real-time factor {est['rtf']:.4g} ({est['compute_ms']:.4g} ms compute for "
               f"{est['audio_ms']:g} ms of audio at {est.get('clock_mhz', '')} MHz)")
 
 

@@ -88,14 +88,15 @@ def _segment_shapes(mc: ModelConfig, segments: int) -> list[tuple[int, int]]:
 
 def energy_pj(c: Counts, hw: HardwareConfig, table: EnergyTable, dram_bytes: int,
               wgt_kib: float | None = None) -> dict[str, float]:
-    """Energy breakdown (pJ) of ``c``: array MAC slots, vector/requant element ops, LUT reads,
-    SRAM per bank (``wgt_kib`` overrides the weight bank size), DRAM bytes; plus ``total``."""
+    """Energy breakdown (pJ) of ``c``: array MAC slots, element ops (vector unit and REQUANT
+    lanes), LUT reads, SRAM per bank (``wgt_kib`` overrides the weight bank size), DRAM bytes;
+    plus ``total``."""
     kib = {"act": hw.act_sram_kib, "wgt": wgt_kib or hw.wgt_sram_kib, "acc": hw.acc_sram_kib}
     out = {"mac": c.mac_slots * table.mac_pj,
-           "vector": (c.ops["int8_add"] * table.int8_add_pj
-                      + c.ops["int8_mult"] * table.int8_mult_pj
-                      + c.ops["int32_add"] * table.int32_add_pj
-                      + c.ops["int32_mult"] * table.int32_mult_pj),
+           "elementwise": (c.ops["int8_add"] * table.int8_add_pj
+                           + c.ops["int8_mult"] * table.int8_mult_pj
+                           + c.ops["int32_add"] * table.int32_add_pj
+                           + c.ops["int32_mult"] * table.int32_mult_pj),
            "lut": c.ops["lut_bytes"] * table.sram_pj_per_byte(LUT_KIB)}
     for b in BANKS:
         out[f"sram_{b}"] = (c.sram_reads[b] + c.sram_writes[b]) * table.sram_pj_per_byte(kib[b])
