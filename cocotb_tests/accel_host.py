@@ -7,47 +7,21 @@ Python sleeps. Memories are written and read through simulator hierarchy (no cyc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
 
 import numpy as np
 from cocotb.triggers import First, RisingEdge, Timer
 
-from hw.accel import COUNTERS, ERR_ILLEGAL, ERR_WATCHDOG, N_UNITS, PC_BITS
+from hw.accel import COUNTERS, N_UNITS, PC_BITS
 from hw.hostio import beats_to_ints, ints_to_beats
 from hw.isa import UNITS
+from sim.accel_run import RunRecord
 
 CLOCK_NS = 2  # the wrapper toggles clk every 1 ns
 
 
-@dataclass
-class RunRecord:
-    """What the monitor saw after a run."""
-
-    finished: bool
-    done: bool
-    error: int
-    err_pc: int
-    last_pc: int
-    busy: list[str]
-    unit_pc: dict[str, int]
-    counters: dict[str, int]
-    dout: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.uint8))
-
-    def describe_error(self, instrs) -> str:
-        """Human-readable error naming the instruction and the busy units."""
-        def name(pc):
-            return f"#{pc} {instrs[pc]}" if 0 <= pc < len(instrs) else f"#{pc} (past the end)"
-
-        if self.error == ERR_ILLEGAL:
-            return f"illegal instruction {name(self.err_pc)}"
-        if self.error == ERR_WATCHDOG:
-            busy = ", ".join(f"{u} (executing {name(self.unit_pc[u])})" for u in self.busy)
-            return (f"watchdog: no DONE after {self.counters['total']} cycles; last instruction "
-                    f"started: {name(self.last_pc)}; busy: {busy or 'no unit'}; dispatcher "
-                    f"waiting at {name(self.err_pc)}")
-        if not self.finished:
-            return "simulation time limit reached without finished"
-        return "ok"
+class HostModelError(RuntimeError):
+    """The program or its data do not fit the simulation host model's memories."""
 
 
 class HarnessDriver:
@@ -72,6 +46,11 @@ class HarnessDriver:
         await Timer(CLOCK_NS, unit="ns")
 
     def preload(self, words: list[int], din: np.ndarray) -> None:
+        for what, n, mem in (("instructions", len(words), self.h.imem),
+                             ("data-in beats", len(din), self.h.dmem)):
+            if n > len(mem):
+                raise HostModelError(f"the program needs {n} {what}; the host model holds "
+                                     f"{len(mem)} (fix: a smaller GEMM)")
         mem = self.h.imem
         for i, w in enumerate(words):
             mem[i].value = w
@@ -104,23 +83,32 @@ class HarnessMonitor:
         d = self.dut
         cnt = int(d.counters.value)
         counters = {name: (cnt >> (32 * i)) & 0xFFFFFFFF for i, name in enumerate(COUNTERS)}
-        upc = int(d.unit_pc.value)
-        unit_pc = {UNITS[u]: (upc >> (PC_BITS * u)) & 0xFFFF for u in range(N_UNITS)}
-        busy_bits = int(d.busy.value)
+
+        def per_unit(port) -> dict[str, int]:
+            v = int(port.value)
+            return {UNITS[u]: (v >> (PC_BITS * u)) & 0xFFFF for u in range(N_UNITS)}
+
+        def units(port) -> list[str]:
+            bits = int(port.value)
+            return [UNITS[u] for u in range(N_UNITS) if bits >> u & 1]
+
         n_out = int(d.n_out.value)
         omem = d.harness.omem
         dout = ints_to_beats([int(omem[i].value) for i in range(n_out)], self.host_bytes)
         return RunRecord(finished, bool(int(d.done.value)), int(d.error.value),
-                         int(d.err_pc.value), int(d.last_pc.value),
-                         [UNITS[u] for u in range(N_UNITS) if busy_bits >> u & 1], unit_pc,
+                         int(d.err_pc.value), int(d.last_pc.value), units(d.busy),
+                         per_unit(d.unit_pc), units(d.waiting), per_unit(d.head_pc),
                          counters, dout)
 
 
 async def run_program(dut, words: list[int], din: np.ndarray, host_bytes: int,
                       max_cycles: int) -> RunRecord:
     """Reset, preload, run and read back one program."""
+    t0 = time.monotonic()
     driver = HarnessDriver(dut)
     await driver.reset()
     driver.preload(words, din)
     finished = await driver.run(max_cycles)
-    return HarnessMonitor(dut, host_bytes).read(finished)
+    rec = HarnessMonitor(dut, host_bytes).read(finished)
+    rec.wall_s = time.monotonic() - t0
+    return rec

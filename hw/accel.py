@@ -264,8 +264,9 @@ class RequantUnit(_Unit):
     """ACC int32 rows -> int8 rows packed four per ACC word, per-column (m, s), optional ReLU.
 
     Start at cycle c: the param word is read at c, source rows r = 0..n-1 at c+1+r; row r is
-    written at c+3+r into word dst + r//4, byte lanes [(r%4)*cols, (r%4+1)*cols) (the other
-    lanes of that word are kept). The next REQUANT may start at c + n + 1.
+    written at c+3+r into word dst + r//4, byte lanes [(r%4)*cols, (r%4+1)*cols); the last
+    row also zeroes the later quarters of its word, so the n rows fill ceil(n/4) whole words.
+    The next REQUANT may start at c + n + 1.
     """
 
     def __init__(self, p: AccelParams, fifo, deps_ok, acc_rd, acc_wr):
@@ -320,13 +321,18 @@ class RequantUnit(_Unit):
         m.d.sync += [s2_row.eq(s1_row), s2_dst.eq(s1_dst), s2_last.eq(s1_last & s1_valid)]
         quarter = s2_row[:2]
         en_bits = Signal(ROWS_PER_ACC_WORD * C, name="rq_wr_en")
-        for q in range(ROWS_PER_ACC_WORD):
-            m.d.comb += en_bits[q * C:(q + 1) * C].eq(
-                Mux(rq.y_valid & (quarter == q), (1 << C) - 1, 0))
         y = rq.y.as_value()
+        lanes_q = []
+        for q in range(ROWS_PER_ACC_WORD):
+            # the row's own quarter; after the last row, the word's later quarters get zeros
+            own = quarter == q
+            tail = s2_last & (quarter < q)
+            m.d.comb += en_bits[q * C:(q + 1) * C].eq(
+                Mux(rq.y_valid & (own | tail), (1 << C) - 1, 0))
+            lanes_q.append(Mux(own, y, 0))
         m.d.comb += [
             self.acc_wr.addr.eq(s2_dst + s2_row[2:]),
-            self.acc_wr.data.eq(Cat(*([y] * ROWS_PER_ACC_WORD))),
+            self.acc_wr.data.eq(Cat(*lanes_q)),
             self.acc_wr.en.eq(en_bits),
             self.done.eq(s2_last),
             self.active.eq(reading | s1_valid | rq.y_valid),
@@ -339,8 +345,9 @@ class Accelerator(wiring.Component):
     ``start`` (one cycle, after reset) begins fetching; ``done`` rises when a DONE
     instruction retires; ``error`` is ERR_ILLEGAL (``err_pc`` = the malformed instruction)
     or ERR_WATCHDOG (``err_pc`` = the instruction waiting to dispatch). ``last_pc`` is the
-    most recently started instruction, ``busy`` has one bit per unit (executing or queued),
-    ``unit_pc[u]`` the last instruction unit u started. ``counters`` are counted while running.
+    most recently started instruction; per unit u, ``busy[u]`` = executing ``unit_pc[u]`` (the
+    last instruction it started), ``waiting[u]`` = its queue holds ``head_pc[u]``, not yet
+    started. ``counters`` are counted while running.
     """
 
     def __init__(self, p: AccelParams):
@@ -357,6 +364,8 @@ class Accelerator(wiring.Component):
             "last_pc": Out(PC_BITS),
             "busy": Out(N_UNITS),
             "unit_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
+            "waiting": Out(N_UNITS),
+            "head_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
             "counters": Out(COUNTER_LAYOUT),
         })
 
@@ -457,7 +466,8 @@ class Accelerator(wiring.Component):
         latest = Const(0, PC_BITS)
         any_pop = Const(0, 1)
         for u, unit in enumerate(units):
-            m.d.comb += self.busy[u].eq(unit.active | fifos[u].r_rdy)
+            m.d.comb += [self.busy[u].eq(unit.active), self.waiting[u].eq(fifos[u].r_rdy),
+                         self.head_pc[u].eq(unit.head.pc)]
             with m.If(unit.pop):
                 m.d.sync += self.unit_pc[u].eq(unit.head.pc)
             latest = Mux(unit.pop & (~any_pop | (unit.head.pc > latest)), unit.head.pc, latest)

@@ -46,10 +46,10 @@ class SystolicArray(wiring.Component):
         m = Module()
         R, C = self.rows, self.cols
 
-        def delayed(sig, n, name):
-            """``sig`` through ``n`` registers."""
+        def delayed(sig, n, name, reset_less=False):
+            """``sig`` through ``n`` registers (data: no reset; control: reset)."""
             for s in range(n):
-                reg = Signal.like(sig, name=f"{name}_d{s}")
+                reg = Signal.like(sig, name=f"{name}_d{s}", reset_less=reset_less)
                 m.d.sync += reg.eq(sig)
                 sig = reg
             return sig
@@ -60,7 +60,7 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
         for i in range(R):
-            row_in = (delayed(self.a[i], i, f"a{i}"), delayed(self.valid, i, f"v{i}"),
+            row_in = (delayed(self.a[i], i, f"a{i}", True), delayed(self.valid, i, f"v{i}"),
                       delayed(self.first, i, f"f{i}"), delayed(self.last, i, f"l{i}"))
             for j in range(C):
                 pe = pes[i][j]
@@ -71,7 +71,7 @@ class SystolicArray(wiring.Component):
                     a, v, f, last = left.a_out, left.valid_out, left.clear_out, left.last_out
                 m.d.comb += [pe.a.eq(a), pe.valid.eq(v), pe.clear.eq(f), pe.last.eq(last)]
         for j in range(C):
-            top = delayed(self.b[j], j, f"b{j}")
+            top = delayed(self.b[j], j, f"b{j}", True)
             for i in range(R):
                 m.d.comb += pes[i][j].b.eq(top if i == 0 else pes[i - 1][j].b_out)
 

@@ -29,6 +29,9 @@ from hw.uarch import ACC, ACT, WGT, AccelParams
 from model.config import HardwareConfig
 from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 
+#: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
+SEARCH_LIMIT = 4096
+
 
 class CompileError(ValueError):
     """A GEMM the hardware cannot run as asked; the message names the cause and the fix."""
@@ -213,11 +216,15 @@ def _int_array(x, name: str, shape: tuple, lo: int, hi: int) -> np.ndarray:
 
 def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
                  bias: bool = False, requant: bool = False, relu: bool = False,
-                 bias_abs_max: int | None = None) -> GemmProgram:
+                 bias_abs_max: int | None = None, k_chunks: int | None = None) -> GemmProgram:
     """Compile ``C = A @ B (+ bias)`` (optionally requantized) for hardware ``hw``.
 
     ``bias_abs_max`` bounds ``|bias|`` for the accumulator overflow check (default 2**30
-    with a bias). Raises :class:`CompileError` for shapes the hardware cannot run.
+    with a bias). ``k_chunks`` fixes how many pieces K is cut into; by default the compiler
+    tries the fewest that fit and 2, 4 and 8 times as many (smaller pieces start the array
+    sooner and leave room for more resident tiles) and keeps the program the timing model
+    (sim/timing.py) finds fastest. Raises :class:`CompileError` for shapes the hardware
+    cannot run.
     """
     p = as_params(hw)
     for name, v in (("M", M), ("K", K), ("N", N)):
@@ -234,23 +241,42 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
             f"K={K} can overflow the int32 accumulator: with |bias| <= {bmax}, K must be <= "
             f"{safe} (K * 128 * 128 + |bias| < 2**31); fix: split K into partial GEMMs and add "
             "them in software, or lower the bias bound")
-    return _Compiler(p, M, K, N, bias, requant, relu).run()
+    kmax = min(p.act_depth, p.wgt_depth) // 2
+    if kmax < 1:
+        raise CompileError("ACT and WGT banks must hold at least 2 words each; fix: raise "
+                           "act_sram_kib / wgt_sram_kib")
+    nk_min = _cdiv(K, kmax)
+    if k_chunks is not None:
+        if not nk_min <= k_chunks <= K:
+            raise CompileError(f"k_chunks={k_chunks} must be in [{nk_min}, K={K}] (the "
+                               f"fewest chunks whose operand tiles fit twice in ACT/WGT)")
+        return _Compiler(p, M, K, N, bias, requant, relu, k_chunks).run()
+    from sim.timing import program_cycles  # pure Python; imported late to keep hw -> sim light
+
+    # distinct chunk sizes only; skip the search for very large programs (compile time)
+    cands = sorted({_cdiv(K, _cdiv(K, nk)) for nk in (nk_min, 2 * nk_min, 4 * nk_min,
+                                                      8 * nk_min) if nk <= K})
+    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
+    cands = [nk for nk in cands if nk == cands[0] or tiles * nk <= SEARCH_LIMIT]
+    best = None
+    for nk in cands:
+        prog = _Compiler(p, M, K, N, bias, requant, relu, nk).run()
+        key = (program_cycles(prog, p)["total"], len(prog.instrs))
+        if best is None or key < best[0]:
+            best = (key, prog)
+    return best[1]
 
 
 class _Compiler:
     def __init__(self, p: AccelParams, M: int, K: int, N: int, bias: bool, requant: bool,
-                 relu: bool):
+                 relu: bool, k_chunks: int):
         self.p = p
         self.prog = GemmProgram(p, M, K, N, bias, requant, relu)
         self.deps = DepTracker(p)
         R, C = p.rows, p.cols
         self.Mt, self.Nt = _cdiv(M, R), _cdiv(N, C)
-        kmax = min(p.act_depth, p.wgt_depth) // 2
-        if kmax < 1:
-            raise CompileError("ACT and WGT banks must hold at least 2 words each; fix: raise "
-                               "act_sram_kib / wgt_sram_kib")
-        self.nk = _cdiv(K, kmax)
-        self.kc = _cdiv(K, self.nk)
+        self.kc = _cdiv(K, k_chunks)
+        self.nk = _cdiv(K, self.kc)
         self.chunks = [(c * self.kc, min(K, (c + 1) * self.kc)) for c in range(self.nk)]
         self.n_act = p.act_depth // self.kc
         self.n_wgt = p.wgt_depth // self.kc

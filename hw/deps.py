@@ -54,13 +54,14 @@ class DepTracker:
     def __init__(self, p: AccelParams):
         self.p = p
         nu = len(UNITS)
-        # last writer / reader per word and unit (per-unit instruction index, -1 = none)
-        self.last_w = [np.full((nu, p.depth(b)), -1, np.int64) for b in (ACT, WGT, ACC)]
-        self.last_r = [np.full((nu, p.depth(b)), -1, np.int64) for b in (ACT, WGT, ACC)]
+        # last writer / reader per word and unit (per-unit instruction index, -1 = none),
+        # shape (depth, units) so one slice max covers all units
+        self.last_w = [np.full((p.depth(b), nu), -1, np.int64) for b in (ACT, WGT, ACC)]
+        self.last_r = [np.full((p.depth(b), nu), -1, np.int64) for b in (ACT, WGT, ACC)]
         self.count = [0] * nu                 # instructions per unit so far
-        self.after: list[list[np.ndarray]] = [[] for _ in range(nu)]  # per unit, per instr
+        self.after: list[list[list[int]]] = [[] for _ in range(nu)]  # per unit, per instr
         self.instrs: list[list[Instr]] = [[] for _ in range(nu)]
-        self.fence = np.full(nu, -1, np.int64)  # completed before anything after a fence
+        self.fence = [-1] * nu                # complete before anything after a fence
         self.pc = 0
 
     # ------------------------------------------------------------------ public
@@ -72,15 +73,14 @@ class DepTracker:
         u = ins.unit
         need, _ = self._needs(ins)
         deps = list(ins.deps)
+        after = self._after_vector(u, deps)
         for v in range(len(UNITS)):
-            if need[v] < 0:
-                continue
-            have = self._after_vector(u, deps)[v]
-            if have >= need[v]:
+            if need[v] < 0 or after[v] >= need[v]:
                 continue
             deps[v] = min(self.count[v] - need[v], DEP_MAX)
-        out = Instr(ins.op, ins.args, tuple(deps))
-        self._record(out)
+            after = self._after_vector(u, deps)
+        out = ins.with_deps(tuple(deps)) if tuple(deps) != ins.deps else ins
+        self._record(out, after)
         return out
 
     def check(self, ins: Instr, pc: int) -> None:
@@ -98,77 +98,70 @@ class DepTracker:
                     f"instruction #{pc} {ins} {why[v]} and races with {UNITS[v]} instruction "
                     f"{other}; fix: give it a {UNITS[v]} dependency of distance "
                     f"<= {self.count[v] - need[v]}")
-        self._record(ins)
+        self._record(ins, after)
 
     # ------------------------------------------------------------------ internals
     def _record_control(self, ins: Instr) -> Instr:
         if ins.op in ("FENCE", "DONE"):
-            self.fence = np.array([c - 1 for c in self.count], np.int64)
+            self.fence = [c - 1 for c in self.count]
         self.pc += 1
         return ins
 
-    def _after_vector(self, u: int, deps: list[int]) -> np.ndarray:
+    def _after_vector(self, u: int, deps: list[int]) -> list[int]:
         """Per unit: highest instruction index surely complete when this one starts."""
-        vec = self.fence.copy()
+        vec = list(self.fence)
         if self.count[u]:
-            vec = np.maximum(vec, self.after[u][-1])
+            vec = [max(x, y) for x, y in zip(vec, self.after[u][-1], strict=True)]
         for v, d in enumerate(deps):
-            if d and self.count[v] - d >= 0:
-                idx = self.count[v] - d
-                vec = np.maximum(vec, self.after[v][idx])
+            idx = self.count[v] - d
+            if d and idx >= 0:
+                vec = [max(x, y) for x, y in zip(vec, self.after[v][idx], strict=True)]
                 vec[v] = max(vec[v], idx)
         return vec
 
-    def _same_unit_ok(self, ins: Instr, other: Instr, kind: str) -> bool:
-        """Same-unit hazards the pipelines order by themselves (module docstring)."""
-        if kind != "raw":
-            return True
+    def _same_unit_ok(self, ins: Instr, other: Instr) -> bool:
+        """Same-unit read-after-write the pipelines order by themselves (module docstring)."""
         if ins.op == "MATMUL" and other.op == "MATMUL":
-            return (ins["mode"] == MODES["ACCUMULATE"] and ins["acc"] == other["acc"])
+            return ins["mode"] == MODES["ACCUMULATE"] and ins["acc"] == other["acc"]
         return ins.op in ("LOAD", "STORE")
 
-    def _needs(self, ins: Instr) -> tuple[np.ndarray, list[str]]:
+    def _needs(self, ins: Instr) -> tuple[list[int], list[str]]:
         """Per unit: highest earlier instruction index this one must wait for (-1 = none),
         and what it touches there."""
         u = ins.unit
         reads, writes = regions(ins, self.p)
-        need = np.full(len(UNITS), -1, np.int64)
+        need = [-1] * len(UNITS)
         why = [""] * len(UNITS)
-        checks = [(r, "raw", (self.last_w,)) for r in reads]
-        checks += [(w, "war/waw", (self.last_w, self.last_r)) for w in writes]
-        for (bank, lo, hi), kind, tables in checks:
-            for v in range(len(UNITS)):
-                for table in tables:
-                    idx = table[bank][v, lo:hi]
-                    top = int(idx.max()) if idx.size else -1
-                    if top < 0:
-                        continue
-                    if v == u:
-                        # same unit: find the latest conflicting instruction not ordered
-                        # by the pipeline (only RAW can be unordered)
-                        if kind != "raw":
-                            continue
-                        bad = [int(i) for i in np.unique(idx[idx >= 0])
-                               if not self._same_unit_ok(ins, self.instrs[u][int(i)], kind)]
-                        if not bad:
-                            continue
-                        top = max(bad)
-                    if top > need[v]:
-                        need[v] = top
-                        why[v] = (f"{'reads' if kind == 'raw' else 'writes'} "
-                                  f"{('ACT', 'WGT', 'ACC')[bank]}[{lo}:{hi}]")
+        checks = [(r, True, self.last_w) for r in reads]
+        checks += [(w, False, t) for w in writes for t in (self.last_w, self.last_r)]
+        for (bank, lo, hi), raw, table in checks:
+            if hi <= lo:
+                continue
+            block = table[bank][lo:hi]
+            tops = block.max(axis=0).tolist()
+            for v, top in enumerate(tops):
+                if top < 0:
+                    continue
+                # same unit: only read-after-write can be unordered by the pipeline; if the
+                # latest writer is ordered, the unit's earlier writers are too
+                if v == u and (not raw or self._same_unit_ok(ins, self.instrs[u][top])):
+                    continue
+                if top > need[v]:
+                    need[v] = top
+                    why[v] = (f"{'reads' if raw else 'writes'} "
+                              f"{('ACT', 'WGT', 'ACC')[bank]}[{lo}:{hi}]")
         return need, why
 
-    def _record(self, ins: Instr) -> None:
+    def _record(self, ins: Instr, after: list[int]) -> None:
         u = ins.unit
         idx = self.count[u]
-        self.after[u].append(self._after_vector(u, list(ins.deps)))
+        self.after[u].append(after)
         self.instrs[u].append(ins)
         reads, writes = regions(ins, self.p)
         for bank, lo, hi in reads:
-            self.last_r[bank][u, lo:hi] = idx
+            self.last_r[bank][lo:hi, u] = idx
         for bank, lo, hi in writes:
-            self.last_w[bank][u, lo:hi] = idx
+            self.last_w[bank][lo:hi, u] = idx
         self.count[u] += 1
         self.pc += 1
 

@@ -39,6 +39,8 @@ class HostHarness(wiring.Component):
             "last_pc": Out(PC_BITS),
             "busy": Out(N_UNITS),
             "unit_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
+            "waiting": Out(N_UNITS),
+            "head_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
             "counters": Out(COUNTER_LAYOUT),
             "n_out": Out(32),
             "bd_we": In(1),
@@ -87,6 +89,7 @@ class HostHarness(wiring.Component):
             self.done.eq(acc.done), self.error.eq(acc.error), self.err_pc.eq(acc.err_pc),
             self.last_pc.eq(acc.last_pc), self.busy.eq(acc.busy),
             self.unit_pc.eq(acc.unit_pc), self.counters.eq(acc.counters),
+            self.waiting.eq(acc.waiting), self.head_pc.eq(acc.head_pc),
             self.n_out.eq(optr),
         ]
         return m

@@ -131,6 +131,16 @@ class Instr:
     def __getitem__(self, name: str) -> int:
         return self.args[name]
 
+    def with_deps(self, deps: tuple[int, ...]) -> Instr:
+        """The same instruction with other dependency fields (fields already validated)."""
+        if len(deps) != len(UNITS) or not all(0 <= d <= DEP_MAX for d in deps):
+            raise IsaError(f"deps {deps} must be {len(UNITS)} values in 0..{DEP_MAX}")
+        out = object.__new__(Instr)
+        object.__setattr__(out, "op", self.op)
+        object.__setattr__(out, "args", self.args)
+        object.__setattr__(out, "deps", tuple(int(d) for d in deps))
+        return out
+
     @property
     def unit(self) -> int | None:
         """Unit index executing this instruction, None for dispatcher-level ops."""

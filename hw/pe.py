@@ -20,7 +20,9 @@ class MacPE(wiring.Component):
     With ``drain=True`` the PE also has a ``last`` input (forwarded on ``last_out`` like
     ``clear``) and a result register ``res``: on ``valid & last`` it captures the finished
     sum (the value ``acc`` takes at the same edge) and holds it until the next ``valid &
-    last``, so the array can read a finished tile while the next one accumulates.
+    last``, so the array can read a finished tile while the next one accumulates. In this
+    mode the datapath registers (``acc``, ``res``, ``a_out``, ``b_out``) have no reset (a
+    tile always starts with ``clear``); the control bits still reset.
     """
 
     def __init__(self, in_bits: int = 8, acc_bits: int = 32, drain: bool = False):
@@ -46,21 +48,29 @@ class MacPE(wiring.Component):
         m = Module()
         product = Signal(signed(2 * self.in_bits))
         m.d.comb += product.eq(self.a * self.b)
-        base = Mux(self.clear, 0, self.acc)
+        # datapath registers: reset-less in drain mode (see the class docstring)
+        keep = not self.drain
+        acc = Signal(signed(self.acc_bits), reset_less=self.drain) if self.drain else self.acc
+        a_reg = Signal(signed(self.in_bits), reset_less=True) if self.drain else self.a_out
+        b_reg = Signal(signed(self.in_bits), reset_less=True) if self.drain else self.b_out
+        base = Mux(self.clear, 0, acc)
         total = Signal(signed(self.acc_bits))
         m.d.comb += total.eq(base + product)
         with m.If(self.valid):
-            m.d.sync += self.acc.eq(total)
+            m.d.sync += acc.eq(total)
         with m.Elif(self.clear):
-            m.d.sync += self.acc.eq(0)
+            m.d.sync += acc.eq(0)
         m.d.sync += [
-            self.a_out.eq(self.a),
-            self.b_out.eq(self.b),
+            a_reg.eq(self.a),
+            b_reg.eq(self.b),
             self.valid_out.eq(self.valid),
             self.clear_out.eq(self.clear),
         ]
-        if self.drain:
+        if not keep:
+            res = Signal(signed(self.acc_bits), reset_less=True)
+            m.d.comb += [self.acc.eq(acc), self.a_out.eq(a_reg), self.b_out.eq(b_reg),
+                         self.res.eq(res)]
             m.d.sync += self.last_out.eq(self.last)
             with m.If(self.valid & self.last):
-                m.d.sync += self.res.eq(total)
+                m.d.sync += res.eq(total)
         return m

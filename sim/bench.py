@@ -20,6 +20,7 @@ from sim.cliutil import format_table
 
 BENCH_MODULES = [
     "sim.bench_rtl_cache",
+    "sim.bench_gemm",
 ]
 
 Result = tuple[str, list[str], list[list]]

@@ -18,6 +18,8 @@ from sim.cliutil import USER_ERRORS, UserError
 COMMAND_MODULES = [
     "sim.cmd_doctor",
     "sim.cmd_model",
+    "sim.cmd_rtl",
+    "sim.cmd_bench",
     "sim.cmd_quant",
     "sim.cmd_estimate",
 ]

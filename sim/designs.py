@@ -58,10 +58,24 @@ def accel_design(hw=None) -> RtlDesign:
     depths = harness_depths(hw)
     params = {**p.__dict__, **depths}
     cfg = Config(hardware=hw)
-    text = component_verilog("accel_harness", lambda: HostHarness(p, **depths), params,
-                             config_toml=cfg.to_toml())
+    text = strip_zero_memory_init(
+        component_verilog("accel_harness", lambda: HostHarness(p, **depths), params,
+                          config_toml=cfg.to_toml()))
     wrapper = clock_wrapper(text, "accel_harness", "accel_tb", instance="harness")
     return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_tb.sv": wrapper}, timing=True)
+
+
+def strip_zero_memory_init(verilog: str) -> str:
+    """Drop Amaranth's ``initial`` blocks that set every memory word to zero.
+
+    They are one line per word (1 MiB of host-model memory is 65536 lines each) and make
+    Verilator's C++ build several times slower; the simulator zero-initializes anyway
+    (``--x-initial fast``) and no program reads a word it has not written.
+    """
+    import re
+
+    return re.sub(r"  initial begin\n(?:    \\?[\w$.]+\[\d+\] = \d+'h0+;\n)+  end\n", "",
+                  verilog)
 
 
 def module_ports(verilog: str, module: str) -> list[tuple[str, str, int]]:

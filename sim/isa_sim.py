@@ -120,10 +120,9 @@ def _requant(banks: list[np.ndarray], ins: Instr, p: AccelParams, pc: int) -> No
     except IntOpsError as e:
         raise IsaSimError(f"instruction #{pc} {ins}: parameter word ACC[{a['param']}] is not "
                           f"a valid (m, s) per column: {e}") from None
-    acc_bytes = banks[ACC]
-    for r in range(n):
-        q = r % 4
-        acc_bytes[a["dst"] + r // 4, q * C:(q + 1) * C] = y[r].view(np.uint8)
+    rows = np.zeros((-(-n // 4) * 4, C), np.int8)   # rows past n-1 in the last word are 0
+    rows[:n] = y
+    banks[ACC][a["dst"]:a["dst"] + len(rows) // 4] = rows.view(np.uint8).reshape(-1, 4 * C)
 
 
 __all__ = ["IsaSimError", "SimResult", "simulate"]

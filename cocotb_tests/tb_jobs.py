@@ -1,0 +1,30 @@
+"""Runs programs handed over by ``sim.accel_run.run_jobs`` (CLI, benchmarks) and writes the
+results back; checking is the caller's job.
+
+Environment: FOLDACCEL_CONFIG (TOML), FOLDACCEL_JOBS (input .npz), FOLDACCEL_RESULTS (output).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+import cocotb
+import numpy as np
+
+from cocotb_tests.accel_host import run_program
+from model.config import config_from_dict
+from sim.accel_run import array_to_words
+
+
+@cocotb.test()
+async def run_jobs(dut):
+    hw = config_from_dict(tomllib.loads(os.environ["FOLDACCEL_CONFIG"])).hardware
+    out = {}
+    with np.load(os.environ["FOLDACCEL_JOBS"]) as jobs:
+        for n in range(int(jobs["n"])):
+            rec = await run_program(dut, array_to_words(jobs[f"words{n}"]), jobs[f"din{n}"],
+                                    hw.host_bytes_per_cycle, int(jobs[f"max{n}"]))
+            out[f"rec{n}"] = np.array(rec.to_json())
+            out[f"dout{n}"] = rec.dout
+    np.savez(os.environ["FOLDACCEL_RESULTS"], **out)

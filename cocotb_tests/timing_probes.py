@@ -1,0 +1,88 @@
+"""Hand-timed programs for the small array (4x3, 8-byte host beats): the expected counters
+are worked out by hand from the rules in docs/ISA.md ("Timing"), not by the timing model.
+
+``tests/test_accel_timing.py`` checks the timing model against them and
+``cocotb_tests/tb_accel.py`` (``timing_probes``) checks the RTL. Cycle 0 is the first cycle
+after ``start``; beats per word: ACT 1, WGT 1, ACC 2; drain gap G = 4; MATMUL latency
+K + cols + rows - 1 = K + 6; REQUANT latency rows + 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Instr
+
+HOST_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    program: tuple[Instr, ...]
+    din_beats: int
+    expected: dict[str, int]
+    why: str
+
+    def din(self) -> np.ndarray:
+        """Input beats: small operands; every ACC lane a valid param (m=1, s=1)."""
+        beats = np.full((self.din_beats, HOST_BYTES), 1, np.uint8)
+        lanes = beats.view("<u4")
+        lanes[:] = isa.pack_param(1, 1)
+        return beats
+
+
+def _c(**kw) -> dict[str, int]:
+    base = {"total": 0, "array_busy": 0, "dma_in_busy": 0, "dma_out_busy": 0, "dma_busy": 0,
+            "requant_busy": 0, "stall": 0}
+    base.update(kw)
+    return base
+
+
+PROBES = [
+    Probe(
+        "load-matmul-store",
+        (isa.config(0, 4, 3), isa.load(0, 0, 5), isa.load(1, 0, 5),
+         isa.matmul(0, 0, 0, 5, after={"LOAD": 1}), isa.store(0, 4, after={"MATMUL": 1}),
+         isa.done()),
+        10,
+        _c(total=36, array_busy=5, dma_in_busy=10, dma_out_busy=8, dma_busy=18, stall=9),
+        "CONFIG dispatches at 1. LOAD A: dispatch 2, start 3, beats 4..8, done 8. LOAD B: "
+        "dispatch 3, starts in A's last beat cycle 8, done 13. MATMUL: dispatch 4, head from 5, "
+        "waits for LOAD B -> start 14 (stall 14-5 = 9), done 14+5+6 = 25. STORE: waits for "
+        "MATMUL -> start 26, 4 words x 2 beats, done 34. DONE at 35 -> total 36. DMA busy "
+        "[4,13] + [27,34] = 18."),
+    Probe(
+        "load-queue-full",
+        (isa.config(0, 4, 3), *(isa.load(0, 10 * j, 10) for j in range(6)), isa.store(0, 1),
+         isa.done()),
+        60,
+        _c(total=65, dma_in_busy=60, dma_out_busy=2, dma_busy=60),
+        "LOADs j=0..5 (10 beats each): L0 starts 3, each next one starts in the previous last "
+        "beat cycle: 13, 23, 33, 43, 53; done 63. The LOAD queue (4 entries) holds L1..L4 "
+        "until L1 starts at 13, so L5 dispatches at 14 and the STORE at 15: start 16, beats "
+        "17..18. DONE waits for L5 (done 63) -> 64, total 65. DMA busy [4,63]."),
+    Probe(
+        "matmul-drain-gap",
+        (isa.config(0, 4, 3), isa.load(0, 0, 20), isa.load(1, 0, 20),
+         isa.matmul(0, 0, 0, 20, after={"LOAD": 1}), isa.matmul(0, 0, 4, 2),
+         isa.store(0, 8, after={"MATMUL": 1}), isa.done()),
+        40,
+        _c(total=93, array_busy=22, dma_in_busy=40, dma_out_busy=16, dma_busy=56, stall=39),
+        "LOADs done 23 and 43. MATMUL k=20: head from 5, starts 44 (stall 39), done "
+        "44+20+6 = 70. MATMUL k=2: feed free at 64, but its last step must enter >= G=4 "
+        "cycles after the previous tile's: 44+20+4-2 = 66 -> start 66, done 66+2+6 = 74. "
+        "STORE after it: start 75, 8 words x 2 beats, done 91. DONE 92, total 93."),
+    Probe(
+        "requant-pair",
+        (isa.config(0, 4, 3), isa.load(2, 0, 5), isa.requant(0, 8, 4, 4, after={"LOAD": 1}),
+         isa.requant(0, 9, 4, 3), isa.store(8, 2, after={"REQUANT": 1}), isa.done()),
+        10,
+        _c(total=31, dma_in_busy=10, dma_out_busy=4, dma_busy=14, requant_busy=9),
+        "LOAD 5 ACC words (2 beats each): start 3, done 13. REQUANT 4 rows: start 14, busy "
+        "14..18, done 14+4+2 = 20. REQUANT 3 rows: unit free at 19, done 19+3+2 = 24. STORE "
+        "2 words: start 25, done 29. DONE 30, total 31. Requant busy 5 + 4."),
+]

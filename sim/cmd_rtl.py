@@ -1,0 +1,163 @@
+"""`foldaccel rtl gemm`: a seeded random GEMM on the Verilated accelerator, checked bit for bit.
+
+The GEMM is compiled (hw/compiler.py), executed by the ISA simulator and by the RTL (host
+data movement included in the cycle count), and compared with the numpy golden
+(``model.intops``); the timing model's prediction is reported beside the RTL counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+
+from hw.compiler import CompileError, GemmProgram, compile_gemm
+from hw.isa import IsaError
+from model.config import ConfigError
+from model.intops import gemm_i32, requantize
+from sim.accel_run import AccelRunError, Job, run_jobs
+from sim.cliutil import (
+    USER_ERRORS,
+    UserError,
+    add_config_args,
+    add_json_arg,
+    config_from_args,
+    emit,
+    format_table,
+)
+from sim.isa_sim import IsaSimError, simulate
+from sim.timing import program_cycles
+
+log = logging.getLogger("foldaccel.rtl")
+USER_ERRORS.extend([CompileError, IsaError, IsaSimError, AccelRunError])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rtl", help="run programs on the Verilated accelerator",
+                       description="Run accelerator programs on the Verilator simulation of "
+                       "the Amaranth RTL.")
+    rsub = p.add_subparsers(dest="rtl_command", metavar="SUBCOMMAND")
+    rsub.required = True
+    g = rsub.add_parser("gemm", help="seeded random GEMM on the RTL, checked against numpy",
+                        description="Compile C = A @ B (+ bias) for the configured array, run "
+                        "it on the RTL (host transfers included), compare every element with "
+                        "the numpy golden and report cycles from the RTL counters.")
+    g.add_argument("--m", type=int, required=True, help="rows of A and C")
+    g.add_argument("--k", type=int, required=True, help="columns of A, rows of B")
+    g.add_argument("--n", type=int, required=True, help="columns of B and C")
+    g.add_argument("--rows", type=int, help="override hardware.rows")
+    g.add_argument("--cols", type=int, help="override hardware.cols")
+    g.add_argument("--seed", type=int, default=0, help="operand seed (default 0)")
+    g.add_argument("--bias", action="store_true", help="add a random int32 bias per column")
+    g.add_argument("--requant", action="store_true",
+                   help="requantize to int8 with random per-column multiplier and shift")
+    g.add_argument("--relu", action="store_true", help="ReLU in the requantization")
+    g.add_argument("--waves", action="store_true", help="write a waveform (FST or VCD)")
+    add_config_args(g)
+    add_json_arg(g)
+    g.set_defaults(func=gemm)
+
+
+def random_operands(m: int, k: int, n: int, seed: int, bias: bool, requant: bool):
+    """Seeded int8 A, B, and (optional) int32 bias and requant (mult, shift) per column."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (m, k))
+    b = rng.integers(-128, 128, (k, n))
+    bias_v = rng.integers(-(2**20), 2**20, n) if bias else None
+    mult = shift = None
+    if requant:  # real scale ~ 1/(sqrt(K) * 2**7): outputs spread over the int8 range
+        mult = rng.integers(16384, 32768, n)
+        shift = np.full(n, 21 + int(np.ceil(np.log2(k))) // 2) + rng.integers(-1, 2, n)
+    return a, b, bias_v, mult, shift
+
+
+def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
+             requant: bool = False, relu: bool = False, waves: bool = False) -> dict:
+    """Compile, simulate (ISA + RTL), compare; the result dict of ``rtl gemm --json``."""
+    from sim.designs import harness_depths
+
+    t0 = time.monotonic()
+    prog: GemmProgram = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
+    depths = harness_depths(hw)
+    for what, need, have in (("instructions", len(prog.instrs), depths["imem_depth"]),
+                             ("input beats", prog.n_in_beats, depths["dmem_depth"]),
+                             ("output beats", prog.n_out_beats, depths["omem_depth"])):
+        if need > have:
+            raise UserError(f"the program needs {need} {what}; the simulation host model holds "
+                            f"{have}; fix: run a smaller GEMM")
+    a, b, bias_v, mult, shift = random_operands(m, k, n, seed, bias, requant)
+    want = gemm_i32(a, b, bias_v)
+    if requant:
+        want = requantize(want, mult, shift, relu=relu)
+    din = prog.pack_inputs(a, b, bias_v, mult, shift)
+    sim = simulate(prog.instrs, hw, din)
+    sim_out = prog.unpack_output(sim.dout)
+    model = program_cycles(prog, hw)
+    log.info("%s", prog.describe())
+    records, result = run_jobs(hw, [Job(prog.words(), din, 4 * model["total"] + 10000)],
+                               waves=waves)
+    rec = records[0]
+    if not rec.ok:
+        raise AccelRunError(f"RTL run failed: {rec.describe(prog.words())} "
+                            f"(log {result.log_file})")
+    got = prog.unpack_output(rec.dout)
+    bad = np.argwhere(got != want)
+    for i, j in bad[:10]:
+        log.error("mismatch C[%d,%d]: expected %d, RTL %d (seed %d)", i, j, want[i, j],
+                  got[i, j], seed)
+    cycles = rec.counters["total"]
+    macs = m * k * n
+    out = {
+        "m": m, "k": k, "n": n, "rows": hw.rows, "cols": hw.cols, "seed": seed,
+        "bias": bias, "requant": requant, "relu": relu,
+        "cycles": cycles,
+        "mismatches": int(len(bad)),
+        "isa_sim_mismatches": int(np.count_nonzero(sim_out != want)),
+        "macs": macs,
+        "utilization": macs / (hw.rows * hw.cols * cycles),
+        "mac_bound_ratio": cycles / (macs / (hw.rows * hw.cols)),
+        "model_cycles": model["total"],
+        "model_matches_rtl": model == rec.counters,
+        "counters": rec.counters,
+        "instructions": len(prog.instrs),
+        "in_beats": prog.n_in_beats,
+        "out_beats": prog.n_out_beats,
+        "plan": prog.plan,
+        "sim_s": round(rec.wall_s, 3),
+        "wall_s": round(time.monotonic() - t0, 3),
+        "waves": str(result.waves_file) if result.waves_file else None,
+    }
+    return out
+
+
+def gemm(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    over = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
+    try:
+        cfg = cfg.replace(**over) if over else cfg
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    if args.relu and not args.requant:
+        raise UserError("--relu needs --requant (ReLU is applied during requantization)")
+    res = run_gemm(cfg.hardware, args.m, args.k, args.n, seed=args.seed, bias=args.bias,
+                   requant=args.requant, relu=args.relu, waves=args.waves)
+    if args.json:
+        emit(res)
+    else:
+        rows = [[k, res[k]] for k in ("cycles", "model_cycles", "mismatches",
+                                      "isa_sim_mismatches", "macs", "utilization",
+                                      "mac_bound_ratio", "instructions", "in_beats",
+                                      "out_beats", "wall_s")]
+        rows += [[f"counter {k}", v] for k, v in res["counters"].items()]
+        print(f"GEMM {args.m}x{args.k}x{args.n} on {res['rows']}x{res['cols']} (seed "
+              f"{args.seed})")
+        print(format_table(["quantity", "value"], rows))
+        if res["waves"]:
+            print(f"waves: {res['waves']}")
+    ok = res["mismatches"] == 0 and res["isa_sim_mismatches"] == 0
+    if not ok:
+        print("foldaccel rtl gemm: RTL/ISA output differs from numpy", file=sys.stderr)
+    return 0 if ok else 1
