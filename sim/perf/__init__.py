@@ -1,0 +1,1 @@
+"""The performance model: cycles, SRAM, traffic and energy without RTL (docs/PERF_MODEL.md)."""

@@ -229,7 +229,8 @@ def _ops_table(results: list[OpResult]) -> list[dict[str, Any]]:
 def estimate_layer(cfg: Config, segments: int = 1, *,
                    table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
     """One layer over the first ``segments`` segments of a stream (memory bank and left-context
-    cache filling up as in ``model/encoder.py``); ``cycles`` is the total."""
+    cache filling up as in ``model/encoder.py``); ``cycles`` is the total,
+    ``per_segment_cycles`` each segment's, ``ops`` the last segment's op table."""
     if not isinstance(segments, int) or segments < 1:
         raise ValueError(f"segments={segments!r} must be a positive integer")
     mc = cfg.model
