@@ -127,6 +127,7 @@ def test_vector_layernorm_by_hand():
     assert c.ops["int8_mult"] == elems                # x*x
     assert c.ops["int32_mult"] == 4 * elems + 2 * 5   # 4 per element, 2 per row (variance)
     assert c.ops["lut_bytes"] == 2 * 5                # one 15-bit rsqrt entry per row
+    assert c.sram_peak == {"act": 2 * elems, "wgt": 5 * 64, "acc": 0}  # in + out; params
 
 
 def test_vector_softmax_ragged_width_and_count():
@@ -143,6 +144,9 @@ def test_vector_mean_pool():
     c = vector_cost(VectorOp("mp", "mean_pool", 4, 64), hw)
     assert c.cycles == (4 + 1) * 4 + 4  # 4 accumulating passes + 1 rounding pass
     assert c.sram_reads["act"] == 4 * 64 and c.sram_writes["act"] == 64
+    assert c.sram_peak["act"] == 4 * 64 + 64
+    r = vector_cost(VectorOp("r", "residual_add", 5, 64, count=3), hw)
+    assert r.sram_peak["act"] == 3 * 5 * 64  # two inputs and the output, one invocation
 
 
 def test_vector_op_rejects_bad_kind():

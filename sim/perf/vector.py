@@ -35,7 +35,8 @@ class VecSpec:
 
     ``passes``: streaming passes over the row; ``row_latency``: extra serial cycles per row;
     ``per_elem``/``per_row``: element operations by energy class; ``reads``/``writes``:
-    ``{bank: bytes per element}`` (LayerNorm's gamma/beta count as weight-bank reads).
+    ``{bank: bytes per element}`` (LayerNorm's gamma/beta count as weight-bank reads);
+    ``inputs``: int8 input tensors (the op's SRAM footprint is its inputs and its output).
     """
 
     passes: int
@@ -44,13 +45,14 @@ class VecSpec:
     per_row: dict[str, int]
     reads: dict[str, int]
     writes: dict[str, int]
+    inputs: int = 1
 
 
 #: Requantization of GEMM results is not here: the GEMM programs do it on the REQUANT unit.
 OPS: dict[str, VecSpec] = {
     # y = sat8((a*m_a + b*m_b + 2^(s-1)) >> s)
     "residual_add": VecSpec(1, 0, {"int32_mult": 2, "int32_add": 2}, {},
-                            {"act": 2}, {"act": 1}),
+                            {"act": 2}, {"act": 1}, inputs=2),
     # pass 1: row max; pass 2: d = M - x, e = LUT[d], S += e; one division per row;
     # pass 3: d and e again, p = sat8((e*m + 2^(s-1)) >> s).
     "softmax": VecSpec(3, 16, {"int8_add": 3, "int32_add": 2, "int32_mult": 1, "lut_bytes": 4},
@@ -99,7 +101,9 @@ def vector_cost(op: VectorOp, hw: HardwareConfig) -> Counts:
         c.cycles = (op.rows + 1) * chunks + OP_FILL
         per_elem_ops = {"int32_add": elems + op.width, "int32_mult": op.width}
         c.sram_writes["act"] = op.width
+        c.sram_peak["act"] = elems + op.width
     else:
+        c.sram_peak["act"] = (spec.inputs + 1) * elems
         c.cycles = op.rows * (spec.passes * chunks + spec.row_latency) + OP_FILL
         per_elem_ops = {k: v * elems for k, v in spec.per_elem.items()}
         for k, v in spec.per_row.items():
@@ -108,6 +112,8 @@ def vector_cost(op: VectorOp, hw: HardwareConfig) -> Counts:
             c.sram_writes[bank] += b * elems
     for bank, b in spec.reads.items():
         c.sram_reads[bank] += b * elems
+    if "wgt" in spec.reads:  # per-column parameters (LayerNorm gamma/beta)
+        c.sram_peak["wgt"] = spec.reads["wgt"] * op.width
     for k, v in per_elem_ops.items():
         c.ops[k] += v
     c.busy["vector"] = c.cycles
