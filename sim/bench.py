@@ -21,6 +21,7 @@ from sim.cliutil import format_table
 BENCH_MODULES = [
     "sim.bench_rtl_cache",
     "sim.bench_gemm",
+    "sim.bench_estimate",
 ]
 
 Result = tuple[str, list[str], list[list]]

@@ -1,0 +1,111 @@
+"""Benchmark: how fast the performance model answers, and against an RTL simulation.
+
+``estimator-speed`` times, in one process on one machine:
+
+* one GEMM estimate cold (compile + timing model + traffic), from the on-disk cache, and from
+  the in-memory cache;
+* the whole ``configs/emformer_base.toml`` model (20 layers, one segment) cold and warm;
+* the Verilator simulation of the same GEMM (cached RTL build; its counters must equal the
+  estimate), when the RTL flow is available — the ratio is RTL time / estimator time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sim.bench import benchmark
+
+GEMM = (64, 256, 64)
+
+
+def _clock(fn, repeat: int = 1) -> float:
+    """Best-of wall time of ``fn()`` in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _rtl_gemm(hw, m: int, k: int, n: int):
+    """(simulation seconds, RTL counters) of the GEMM on the Verilated RTL, or a reason."""
+    try:
+        import numpy as np
+
+        from hw.compiler import compile_gemm
+        from sim.accel_run import Job, run_jobs
+    except ImportError as e:
+        return None, f"RTL runner not available ({e})"
+    prog = compile_gemm(m, k, n, hw, bias=True, requant=True)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    din = prog.pack_inputs(a, b, rng.integers(-(2**20), 2**20, n),
+                           rng.integers(16384, 32768, n), np.full(n, 24))
+    try:
+        run_jobs(hw, [Job(prog.words(), din, 10**7)])  # build (cached) and warm up
+        records, _ = run_jobs(hw, [Job(prog.words(), din, 10**7)])
+    except Exception as e:  # noqa: BLE001 - report any toolchain problem in the table
+        return None, f"RTL run failed: {type(e).__name__}: {e}"[:120]
+    return records[0].wall_s, records[0].counters
+
+
+@benchmark("estimator-speed")
+def estimator_speed():
+    from model.config import CONFIG_DIR, load_config
+    from sim.perf import gemm as g
+    from sim.perf.estimate import estimate_gemm, estimate_model
+
+    hw = load_config(CONFIG_DIR / "demo.toml").hardware
+    m, k, n = GEMM
+    cold = _clock(lambda: g.gemm_counts_uncached(m, k, n, hw, bias=True), repeat=3)
+    g.gemm_counts(m, k, n, hw, bias=True)           # fill the disk entry
+
+    def from_disk():
+        g._cached.cache_clear()
+        g.gemm_counts(m, k, n, hw, bias=True)
+    disk = _clock(from_disk, repeat=5)
+    warm = _clock(lambda: estimate_gemm(m, k, n, hw, bias=True, requant=True), repeat=200)
+
+    base = load_config(CONFIG_DIR / "emformer_base.toml")
+    saved = os.environ.get("FOLDACCEL_PERF_CACHE")
+    os.environ["FOLDACCEL_PERF_CACHE"] = "0"
+    try:
+        def model_cold():
+            g._cached.cache_clear()
+            estimate_model(base)
+        model_cold_s = _clock(model_cold)
+    finally:
+        if saved is None:
+            os.environ.pop("FOLDACCEL_PERF_CACHE", None)
+        else:
+            os.environ["FOLDACCEL_PERF_CACHE"] = saved
+    estimate_model(base)
+    model_warm_s = _clock(lambda: estimate_model(base), repeat=20)
+
+    est = estimate_gemm(m, k, n, hw, bias=True, requant=True)
+    rtl_s, rtl = _rtl_gemm(hw, m, k, n)
+
+    def vs_rtl(t: float) -> str:
+        return f"{rtl_s / t:,.0f}x faster" if rtl_s else "-"
+    label = f"GEMM {m}x{k}x{n} (bias, requant) on {hw.rows}x{hw.cols}"
+    rows = [
+        [f"{label}: cold (compile + timing + counts)", f"{cold * 1e3:.2f} ms",
+         f"{1 / cold:,.0f}", vs_rtl(cold)],
+        [f"{label}: disk cache", f"{disk * 1e6:.0f} us", f"{1 / disk:,.0f}", vs_rtl(disk)],
+        [f"{label}: memory cache", f"{warm * 1e6:.1f} us", f"{1 / warm:,.0f}", vs_rtl(warm)],
+        ["emformer_base, 20 layers, one segment: cold", f"{model_cold_s * 1e3:.0f} ms",
+         f"{1 / model_cold_s:,.2f}", "-"],
+        ["emformer_base, 20 layers, one segment: warm", f"{model_warm_s * 1e3:.2f} ms",
+         f"{1 / model_warm_s:,.0f}", "-"],
+    ]
+    if rtl_s is not None:
+        same = "==" if rtl == est["rtl_counters"] else "!= (MISMATCH)"
+        rows.append([f"{label}: Verilator RTL simulation ({rtl['total']:,} cycles, "
+                     f"counters {same} estimate)", f"{rtl_s * 1e3:.0f} ms", f"{1 / rtl_s:,.1f}",
+                     "1x"])
+    else:
+        rows.append([f"{label}: Verilator RTL simulation", "-", "-", rtl])
+    return ("Estimator speed (estimates per second; RTL = simulation time only, cached build)",
+            ["what", "time", "per second", "vs RTL simulation"], rows)
