@@ -213,7 +213,7 @@ class SweepResult:
     rows: list[dict[str, Any]]
     pareto: dict[str, list[int]]
     cached: int
-    seconds: float
+    seconds: float               # evaluation and output files
     files: dict[str, str]
 
 
@@ -278,9 +278,9 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
     for i, r in enumerate(final):
         r["pareto_energy_cycles"] = i in pareto["energy_cycles"]
         r["pareto_sram_cycles"] = i in pareto["sram_cycles"]
-    seconds = time.monotonic() - t0
-    files = _write_outputs(out, base, axes, final, pareto, table, seconds, cached)
-    return SweepResult(final, pareto, cached, seconds, files)
+    eval_seconds = time.monotonic() - t0
+    files = _write_outputs(out, base, axes, final, pareto, table, eval_seconds, cached)
+    return SweepResult(final, pareto, cached, time.monotonic() - t0, files)
 
 
 def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
@@ -294,7 +294,7 @@ def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
         w.writerow({k: _csv_cell(r.get(k, "")) for k in COLUMNS})
     doc = {"config": base.source, "base": base.to_dict(), "axes": axes,
            "energy_table": table.to_dict(), "points": rows, "pareto": pareto,
-           "seconds": round(seconds, 3), "cached": cached}
+           "eval_seconds": round(seconds, 3), "cached": cached}
     labels = [_label(r, axes) for r in rows]
     files = {"csv": out / "sweep.csv", "json": out / "sweep.json",
              "energy_cycles_png": out / "pareto_energy_cycles.png",
