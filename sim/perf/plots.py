@@ -59,9 +59,14 @@ def pareto_plot(x: Sequence[float], y: Sequence[float], feasible: Sequence[bool]
                        label=str(k)) for ki, k in enumerate(ks)]
     handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none",
                           label="Pareto front"))
-    if not all(feasible):
+    drawn = sum(1 for i in range(len(x)) if not feasible[i] and x[i] and y[i])
+    if drawn:
         handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="none",
-                              color="grey", label="infeasible (hollow)"))
+                              color="grey", label=f"{drawn} over an SRAM bank (hollow)"))
+    missing = sum(1 for i in range(len(x)) if not feasible[i]) - drawn
+    if missing:
+        handles.append(Line2D([], [], linestyle="", label=f"{missing} rejected, not drawn "
+                              "(see CSV 'error')"))
     _log_if_wide(ax, "x", x)
     _log_if_wide(ax, "y", y)
     ax.set_xlabel(xlabel)
