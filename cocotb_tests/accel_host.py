@@ -2,22 +2,40 @@
 
 The design is ``sim.designs.accel_design``: the clock runs inside the simulation and the
 host model streams the preloaded program and data, so between ``start`` and ``finished``
-Python sleeps. Memories are written and read through simulator hierarchy (no cycles spent).
+Python sleeps. The host model's memories are filled and dumped in bulk by the SV wrapper
+(``$readmemh``/``$writememh`` on a ``load_req``/``dump_req`` pulse); no cycles are spent.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from cocotb.triggers import First, RisingEdge, Timer
 
 from hw.accel import COUNTERS, N_UNITS, PC_BITS
-from hw.hostio import beats_to_ints, ints_to_beats
 from hw.isa import UNITS
 from sim.accel_run import RunRecord
+from sim.designs import DMEM_HEX, IMEM_HEX, OMEM_HEX
 
 CLOCK_NS = 2  # the wrapper toggles clk every 1 ns
+
+
+def hex_lines(beats: np.ndarray) -> str:
+    """``$readmemh`` text: one beat per line, most significant byte first."""
+    rows = np.ascontiguousarray(np.asarray(beats, np.uint8)[:, ::-1])
+    return "\n".join(row.tobytes().hex() for row in rows) + "\n"
+
+
+def parse_hex_lines(text: str, host_bytes: int) -> np.ndarray:
+    """``$writememh`` text -> ``(n, host_bytes)`` uint8 beats (comments skipped)."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("//", "@"))]
+    out = np.zeros((len(lines), host_bytes), np.uint8)
+    for i, ln in enumerate(lines):
+        out[i] = np.frombuffer(bytes.fromhex(ln.rjust(2 * host_bytes, "0"))[::-1], np.uint8)
+    return out
 
 
 class HostModelError(RuntimeError):
@@ -41,24 +59,28 @@ class HarnessDriver:
         d.bd_wdata.value = 0
         d.n_instr.value = 0
         d.n_data.value = 0
+        d.load_req.value = 0
+        d.dump_req.value = 0
         await Timer(3 * CLOCK_NS, unit="ns")
         d.rst.value = 0
         await Timer(CLOCK_NS, unit="ns")
 
-    def preload(self, words: list[int], din: np.ndarray) -> None:
+    async def preload(self, words: list[int], din: np.ndarray) -> None:
+        """Write the program and input beats to hex files and have the wrapper load them
+        with ``$readmemh`` (one event instead of a VPI write per word)."""
         for what, n, mem in (("instructions", len(words), self.h.imem),
                              ("data-in beats", len(din), self.h.dmem)):
             if n > len(mem):
                 raise HostModelError(f"the program needs {n} {what}; the host model holds "
                                      f"{len(mem)} (fix: a smaller GEMM)")
-        mem = self.h.imem
-        for i, w in enumerate(words):
-            mem[i].value = w
-        dmem = self.h.dmem
-        for i, v in enumerate(beats_to_ints(din)):
-            dmem[i].value = v
-        self.dut.n_instr.value = len(words)
-        self.dut.n_data.value = len(din)
+        Path(IMEM_HEX).write_text("\n".join(f"{w:032x}" for w in words or [0]) + "\n")
+        Path(DMEM_HEX).write_text(hex_lines(din if len(din) else np.zeros((1, 1), np.uint8)))
+        d = self.dut
+        d.n_instr.value = len(words)
+        d.n_data.value = len(din)
+        d.load_req.value = 1
+        await Timer(CLOCK_NS, unit="ns")
+        d.load_req.value = 0
 
     async def run(self, max_cycles: int) -> bool:
         """Pulse start; sleep until finished or ``max_cycles``. True if finished."""
@@ -79,7 +101,7 @@ class HarnessMonitor:
         self.dut = dut
         self.host_bytes = host_bytes
 
-    def read(self, finished: bool) -> RunRecord:
+    async def read(self, finished: bool) -> RunRecord:
         d = self.dut
         cnt = int(d.counters.value)
         counters = {name: (cnt >> (32 * i)) & 0xFFFFFFFF for i, name in enumerate(COUNTERS)}
@@ -93,8 +115,14 @@ class HarnessMonitor:
             return [UNITS[u] for u in range(N_UNITS) if bits >> u & 1]
 
         n_out = int(d.n_out.value)
-        omem = d.harness.omem
-        dout = ints_to_beats([int(omem[i].value) for i in range(n_out)], self.host_bytes)
+        dout = np.zeros((0, self.host_bytes), np.uint8)
+        if n_out:
+            out_file = Path(OMEM_HEX)
+            out_file.unlink(missing_ok=True)
+            d.dump_req.value = 1
+            await Timer(CLOCK_NS, unit="ns")
+            d.dump_req.value = 0
+            dout = parse_hex_lines(out_file.read_text(), self.host_bytes)
         return RunRecord(finished, bool(int(d.done.value)), int(d.error.value),
                          int(d.err_pc.value), int(d.last_pc.value), units(d.busy),
                          per_unit(d.unit_pc), units(d.waiting), per_unit(d.head_pc),
@@ -107,8 +135,12 @@ async def run_program(dut, words: list[int], din: np.ndarray, host_bytes: int,
     t0 = time.monotonic()
     driver = HarnessDriver(dut)
     await driver.reset()
-    driver.preload(words, din)
+    await driver.preload(words, din)
+    t1 = time.monotonic()
     finished = await driver.run(max_cycles)
-    rec = HarnessMonitor(dut, host_bytes).read(finished)
-    rec.wall_s = time.monotonic() - t0
+    t2 = time.monotonic()
+    rec = await HarnessMonitor(dut, host_bytes).read(finished)
+    t3 = time.monotonic()
+    rec.wall_s = t3 - t0
+    rec.phases_s = {"preload": t1 - t0, "run": t2 - t1, "readback": t3 - t2}
     return rec

@@ -41,7 +41,8 @@ class RunRecord:
     head_pc: dict[str, int]
     counters: dict[str, int]
     dout: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.uint8))
-    wall_s: float = 0.0
+    wall_s: float = 0.0                       # reset + preload + run + read-back
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -61,8 +61,19 @@ def accel_design(hw=None) -> RtlDesign:
     text = strip_zero_memory_init(
         component_verilog("accel_harness", lambda: HostHarness(p, **depths), params,
                           config_toml=cfg.to_toml()))
-    wrapper = clock_wrapper(text, "accel_harness", "accel_tb", instance="harness")
-    return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_tb.sv": wrapper}, timing=True)
+    wrapper = clock_wrapper(text, "accel_harness", "accel_tb", instance="harness",
+                            extra=_HOST_FILES_SV,
+                            extra_ports="  input wire load_req,\n  input wire dump_req")
+    # Only what the testbench touches is visible to VPI (the top ports and the host model's
+    # memories); everything else stays private so Verilator optimizes it (builds several
+    # times faster and simulates faster than with the runner's default --public-flat-rw).
+    vlt = "\n".join(["`verilator_config",
+                     'public_flat_rw -module "accel_tb" -var "*"',
+                     *(f'public_flat_rw -module "accel_harness" -var "{mem}"'
+                       for mem in ("imem", "dmem", "omem"))]) + "\n"
+    return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_tb.sv": wrapper,
+                                  "accel_public.vlt": vlt},
+                     build_args=("--no-public-flat-rw",), timing=True)
 
 
 def strip_zero_memory_init(verilog: str) -> str:
@@ -92,12 +103,31 @@ def module_ports(verilog: str, module: str) -> list[tuple[str, str, int]]:
 
 
 def clock_wrapper(verilog: str, module: str, wrapper: str, instance: str = "dut",
-                  half_period_ns: int = 1) -> str:
+                  half_period_ns: int = 1, extra: str = "", extra_ports: str = "") -> str:
     """SystemVerilog top that generates ``clk`` for ``module`` and exposes its other ports
-    (build with ``timing=True``)."""
+    (build with ``timing=True``); ``extra`` is verbatim SV placed after the instance and
+    ``extra_ports`` more port declarations for it."""
     ports = [pt for pt in module_ports(verilog, module) if pt[1] != "clk"]
-    decl = ",\n".join(f"  {d} wire {f'[{w - 1}:0] ' if w > 1 else ''}{n}" for d, n, w in ports)
+    decls = [f"  {d} wire {f'[{w - 1}:0] ' if w > 1 else ''}{n}" for d, n, w in ports]
+    if extra_ports:
+        decls.append(extra_ports)
     conns = ",\n".join(["    .clk(clk)"] + [f"    .{n}({n})" for _, n, _ in ports])
-    return (f"`timescale 1ns/1ps\nmodule {wrapper}(\n{decl}\n);\n"
+    body = ",\n".join(decls)
+    return (f"`timescale 1ns/1ps\nmodule {wrapper}(\n{body}\n);\n"
             f"  reg clk = 1'b0;\n  always #{half_period_ns} clk = ~clk;\n"
-            f"  {module} {instance} (\n{conns}\n  );\nendmodule\n")
+            f"  {module} {instance} (\n{conns}\n  );\n{extra}endmodule\n")
+
+
+#: Files the accelerator wrapper reads/writes in the simulator's working directory.
+IMEM_HEX, DMEM_HEX, OMEM_HEX = "foldaccel_imem.hex", "foldaccel_dmem.hex", "foldaccel_omem.hex"
+
+#: Bulk host-model access for the testbench: a rising ``load_req`` reads the program and the
+#: input stream from hex files, a rising ``dump_req`` writes the captured output beats.
+_HOST_FILES_SV = f"""  always @(posedge load_req) begin
+    $readmemh("{IMEM_HEX}", harness.imem);
+    $readmemh("{DMEM_HEX}", harness.dmem);
+  end
+  always @(posedge dump_req) begin
+    if (n_out != 0) $writememh("{OMEM_HEX}", harness.omem, 0, n_out - 1);
+  end
+"""
