@@ -17,7 +17,7 @@ from cocotb.triggers import First, RisingEdge, Timer
 from hw.accel import COUNTERS, N_UNITS, PC_BITS
 from hw.isa import UNITS
 from sim.accel_run import RunRecord
-from sim.designs import DMEM_HEX, IMEM_HEX, OMEM_HEX
+from sim.designs import DMEM_HEX, IMEM_HEX, OMEM_HEX, harness_depths
 
 CLOCK_NS = 2  # the wrapper toggles clk every 1 ns
 
@@ -45,9 +45,9 @@ class HostModelError(RuntimeError):
 class HarnessDriver:
     """Preloads the host model's memories and starts a run."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, depths: dict[str, int]):
         self.dut = dut
-        self.h = dut.harness
+        self.depths = depths
 
     async def reset(self) -> None:
         d = self.dut
@@ -68,11 +68,11 @@ class HarnessDriver:
     async def preload(self, words: list[int], din: np.ndarray) -> None:
         """Write the program and input beats to hex files and have the wrapper load them
         with ``$readmemh`` (one event instead of a VPI write per word)."""
-        for what, n, mem in (("instructions", len(words), self.h.imem),
-                             ("data-in beats", len(din), self.h.dmem)):
-            if n > len(mem):
+        for what, n, depth in (("instructions", len(words), self.depths["imem_depth"]),
+                               ("data-in beats", len(din), self.depths["dmem_depth"])):
+            if n > depth:
                 raise HostModelError(f"the program needs {n} {what}; the host model holds "
-                                     f"{len(mem)} (fix: a smaller GEMM)")
+                                     f"{depth} (fix: a smaller GEMM)")
         Path(IMEM_HEX).write_text("\n".join(f"{w:032x}" for w in words or [0]) + "\n")
         Path(DMEM_HEX).write_text(hex_lines(din if len(din) else np.zeros((1, 1), np.uint8)))
         d = self.dut
@@ -129,17 +129,17 @@ class HarnessMonitor:
                          counters, dout)
 
 
-async def run_program(dut, words: list[int], din: np.ndarray, host_bytes: int,
+async def run_program(dut, hw, words: list[int], din: np.ndarray,
                       max_cycles: int) -> RunRecord:
-    """Reset, preload, run and read back one program."""
+    """Reset, preload, run and read back one program on the design built for ``hw``."""
     t0 = time.monotonic()
-    driver = HarnessDriver(dut)
+    driver = HarnessDriver(dut, harness_depths(hw))
     await driver.reset()
     await driver.preload(words, din)
     t1 = time.monotonic()
     finished = await driver.run(max_cycles)
     t2 = time.monotonic()
-    rec = await HarnessMonitor(dut, host_bytes).read(finished)
+    rec = await HarnessMonitor(dut, hw.host_bytes_per_cycle).read(finished)
     t3 = time.monotonic()
     rec.wall_s = t3 - t0
     rec.phases_s = {"preload": t1 - t0, "run": t2 - t1, "readback": t3 - t2}

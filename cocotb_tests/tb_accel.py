@@ -104,7 +104,7 @@ async def check_program(dut, sb: Scoreboard, label: str, prog: GemmProgram, din:
     sim = simulate(prog.instrs, P, din)
     compare_matrix(sb, f"{label} ISA-sim", want, prog.unpack_output(sim.dout), inputs)
     model = program_cycles(prog, P)
-    rec = await run_program(dut, prog.words(), din, P.host_bytes, 4 * model["total"] + 1000)
+    rec = await run_program(dut, HW, prog.words(), din, 4 * model["total"] + 1000)
     assert rec.done and rec.error == 0, f"{label}: {rec.describe(prog.words())}"
     sb.compare(f"{label} output beats (RTL vs ISA-sim stream)", sim.dout.shape,
                rec.dout.shape, inputs)
@@ -243,7 +243,7 @@ async def malformed_instructions(dut):
         except isa.IsaError:
             python_rejects = True
         sb.compare(f"{what}: Python decoder/checker rejects it", True, python_rejects)
-        rec = await run_program(dut, prog_words, din, P.host_bytes, 20000)
+        rec = await run_program(dut, HW, prog_words, din, 20000)
         sb.compare(f"{what}: RTL error code", ERR_ILLEGAL, rec.error)
         sb.compare(f"{what}: RTL error names instruction", pc, rec.err_pc)
         sb.compare(f"{what}: not done", False, rec.done)
@@ -270,7 +270,7 @@ async def watchdog(dut):
     first_load = next(ins for ins in prog.instrs if ins.op == "LOAD")
     short = din[:first_load["count"] * P.beats(first_load["bank"]) + 1]
     budget = prog.plan["budget"]
-    rec = await run_program(dut, prog.words(), short, P.host_bytes, 4 * budget)
+    rec = await run_program(dut, HW, prog.words(), short, 4 * budget)
     sb.compare("starved: error", ERR_WATCHDOG, rec.error)
     sb.compare("starved: stopped at the budget", budget, rec.counters["total"])
     sb.compare("starved: LOAD busy", True, "LOAD" in rec.busy)
@@ -287,7 +287,7 @@ async def watchdog(dut):
     for budget, ok in ((total, True), (total - 1, False)):
         words = prog.words()
         words[0] = isa.config(budget, P.rows, P.cols).encode()
-        rec = await run_program(dut, words, din, P.host_bytes, 4 * total)
+        rec = await run_program(dut, HW, words, din, 4 * total)
         sb.compare(f"budget {budget} (model total {total}): done", ok, rec.done)
         sb.compare(f"budget {budget}: error", 0 if ok else ERR_WATCHDOG, rec.error)
         if ok:
@@ -308,7 +308,7 @@ async def timing_probes(dut):
     sb = Scoreboard("accel.timing_probes", SEED)
     for probe in PROBES:
         words = [ins.encode() for ins in probe.program]
-        rec = await run_program(dut, words, probe.din(), P.host_bytes, 10000)
+        rec = await run_program(dut, HW, words, probe.din(), 10000)
         assert rec.done, f"{probe.name}: {rec.describe(words)}"
         compare_counters(sb, probe.name, probe.expected, rec.counters)
     sb.check(min_compared=7 * len(PROBES))

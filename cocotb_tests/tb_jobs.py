@@ -23,8 +23,8 @@ async def run_jobs(dut):
     out = {}
     with np.load(os.environ["FOLDACCEL_JOBS"]) as jobs:
         for n in range(int(jobs["n"])):
-            rec = await run_program(dut, array_to_words(jobs[f"words{n}"]), jobs[f"din{n}"],
-                                    hw.host_bytes_per_cycle, int(jobs[f"max{n}"]))
+            rec = await run_program(dut, hw, array_to_words(jobs[f"words{n}"]),
+                                    jobs[f"din{n}"], int(jobs[f"max{n}"]))
             out[f"rec{n}"] = np.array(rec.to_json())
             out[f"dout{n}"] = rec.dout
     np.savez(os.environ["FOLDACCEL_RESULTS"], **out)

@@ -85,4 +85,12 @@ PROBES = [
         "LOAD 5 ACC words (2 beats each): start 3, done 13. REQUANT 4 rows: start 14, busy "
         "14..18, done 14+4+2 = 20. REQUANT 3 rows: unit free at 19, done 19+3+2 = 24. STORE "
         "2 words: start 25, done 29. DONE 30, total 31. Requant busy 5 + 4."),
+    Probe(
+        "fence",
+        (isa.config(0, 4, 3), isa.load(0, 0, 3), isa.fence(), isa.load(1, 0, 2), isa.done()),
+        5,
+        _c(total=13, dma_in_busy=5, dma_busy=5),
+        "LOAD: dispatch 2, start 3, done 6. FENCE in IR from 3 waits for it: dispatches at 7, "
+        "so the next LOAD is fetched at 7, dispatches at 8, starts 9, done 11. DONE 12, "
+        "total 13."),
 ]

@@ -214,19 +214,12 @@ def _int_array(x, name: str, shape: tuple, lo: int, hi: int) -> np.ndarray:
     return arr
 
 
-def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
-                 bias: bool = False, requant: bool = False, relu: bool = False,
-                 bias_abs_max: int | None = None, k_chunks: int | None = None) -> GemmProgram:
-    """Compile ``C = A @ B (+ bias)`` (optionally requantized) for hardware ``hw``.
-
-    ``bias_abs_max`` bounds ``|bias|`` for the accumulator overflow check (default 2**30
-    with a bias). ``k_chunks`` fixes how many pieces K is cut into; by default the compiler
-    tries the fewest that fit and 2, 4 and 8 times as many (smaller pieces start the array
-    sooner and leave room for more resident tiles) and keeps the program the timing model
-    (sim/timing.py) finds fastest. Raises :class:`CompileError` for shapes the hardware
-    cannot run.
-    """
-    p = as_params(hw)
+def check_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
+               bias: bool = False, requant: bool = False, relu: bool = False,
+               bias_abs_max: int | None = None) -> None:
+    """Raise :class:`CompileError` for a GEMM request the hardware cannot run (cheap: no
+    compilation). :func:`compile_gemm` calls it first."""
+    as_params(hw)
     for name, v in (("M", M), ("K", K), ("N", N)):
         if not isinstance(v, int) or v < 1:
             raise CompileError(f"{name}={v!r} must be a positive integer")
@@ -241,6 +234,22 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
             f"K={K} can overflow the int32 accumulator: with |bias| <= {bmax}, K must be <= "
             f"{safe} (K * 128 * 128 + |bias| < 2**31); fix: split K into partial GEMMs and add "
             "them in software, or lower the bias bound")
+
+
+def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
+                 bias: bool = False, requant: bool = False, relu: bool = False,
+                 bias_abs_max: int | None = None, k_chunks: int | None = None) -> GemmProgram:
+    """Compile ``C = A @ B (+ bias)`` (optionally requantized) for hardware ``hw``.
+
+    ``bias_abs_max`` bounds ``|bias|`` for the accumulator overflow check (default 2**30
+    with a bias). ``k_chunks`` fixes how many pieces K is cut into; by default the compiler
+    tries the fewest that fit and 2, 4 and 8 times as many (smaller pieces start the array
+    sooner and leave room for more resident tiles) and keeps the program the timing model
+    (sim/timing.py) finds fastest. Raises :class:`CompileError` for shapes the hardware
+    cannot run.
+    """
+    p = as_params(hw)
+    check_gemm(M, K, N, p, bias=bias, requant=requant, relu=relu, bias_abs_max=bias_abs_max)
     kmax = min(p.act_depth, p.wgt_depth) // 2
     if kmax < 1:
         raise CompileError("ACT and WGT banks must hold at least 2 words each; fix: raise "
@@ -400,4 +409,5 @@ class _Compiler:
         prog.stores.append((i, j, m_t))
 
 
-__all__ = ["CompileError", "GemmProgram", "as_params", "compile_gemm", "watchdog_budget"]
+__all__ = ["CompileError", "GemmProgram", "as_params", "check_gemm", "compile_gemm",
+           "watchdog_budget"]

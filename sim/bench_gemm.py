@@ -4,7 +4,8 @@
   16x16 array, divided by the MAC bound ``M*K*N / (rows*cols)``, beside the timing model.
 * ``sim-speed``: simulated cycles per second of a long GEMM through the project's runner
   (cocotb, clock inside the model, Python asleep) divided by a plain Verilator C++ harness
-  that drives the same harness Verilog with the same program and data.
+  that drives the same Verilog (``accel_host``: harness + host memories) with the same
+  program and data.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def gemm_cycles():
 
 _MAIN_CPP = r"""
 // Plain Verilator harness: same harness Verilog, same program and data as the cocotb run.
-#include "Vaccel_harness.h"
+#include "Vaccel_host.h"
 #include "verilated.h"
 #include <chrono>
 #include <cstdint>
@@ -81,7 +82,7 @@ _MAIN_CPP = r"""
 
 int main(int argc, char** argv) {
     VerilatedContext ctx;
-    Vaccel_harness top{&ctx};
+    Vaccel_host top{&ctx};
     std::ifstream in(argv[1]);
     uint64_t n_instr, n_data, data_words, max_cycles;
     in >> n_instr >> n_data >> data_words >> max_cycles;
@@ -139,25 +140,28 @@ def output_checksum(dout: np.ndarray) -> str:
     return f"{h:016x}"
 
 
-def build_raw_harness(verilog: str) -> Path:
-    """Compile the C++ harness against ``verilog`` (cached by content); return the binary."""
+def build_raw_harness(sources: dict[str, str]) -> Path:
+    """Compile the C++ harness against the ``accel_host`` module (harness Verilog + host SV,
+    cached by content); return the binary."""
     import hashlib
 
     from sim.rtl import BASE_BUILD_ARGS, build_root
     from sim.toolchain import activate
 
     tc = activate()
-    key = hashlib.sha256((verilog + _MAIN_CPP + tc.verilator_version + tc.makeflags)
-                         .encode()).hexdigest()[:16]
+    files = {name: sources[name] for name in ("accel_harness.v", "accel_host.sv")}
+    key = hashlib.sha256(("".join(files.values()) + _MAIN_CPP + tc.verilator_version
+                          + tc.makeflags).encode()).hexdigest()[:16]
     bdir = build_root() / "bench" / f"raw-{key}"
-    exe = bdir / "obj" / "Vaccel_harness"
+    exe = bdir / "obj" / "Vaccel_host"
     if exe.is_file():
         return exe
     bdir.mkdir(parents=True, exist_ok=True)
-    (bdir / "accel_harness.v").write_text(verilog)
+    for name, text in files.items():
+        (bdir / name).write_text(text)
     (bdir / "main.cpp").write_text(_MAIN_CPP)
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", *BASE_BUILD_ARGS,
-           "--top-module", "accel_harness", "--Mdir", "obj", "accel_harness.v", "main.cpp"]
+           "--top-module", "accel_host", "--Mdir", "obj", *files, "main.cpp"]
     t0 = time.monotonic()
     out = subprocess.run(cmd, cwd=bdir, capture_output=True, text=True)
     if out.returncode != 0:
@@ -170,7 +174,6 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
               ) -> dict:
     """Cycles/s through the runner vs a plain C++ harness, same Verilog and stimulus."""
     from hw.compiler import compile_gemm
-    from hw.harness import HostHarness  # noqa: F401  (the design must import cleanly)
     from model.config import HardwareConfig
     from sim.accel_run import Job, run_jobs
     from sim.cmd_rtl import random_operands
@@ -188,7 +191,7 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
     if not rec.ok:
         raise RuntimeError(f"runner: {rec.describe(words)}")
     design = accel_design(hw)
-    exe = build_raw_harness(design.sources["accel_harness.v"])
+    exe = build_raw_harness(dict(design.sources))
     stim = exe.parent.parent / "stimulus.txt"
     data_words = hw.host_bytes_per_cycle // 4
     lines = [f"{len(words)} {len(din)} {data_words} {4 * model + 10000}"]

@@ -14,8 +14,9 @@ import time
 
 import numpy as np
 
-from hw.compiler import CompileError, GemmProgram, compile_gemm
+from hw.compiler import CompileError, GemmProgram, check_gemm, compile_gemm
 from hw.isa import IsaError
+from hw.uarch import ACT, WGT, AccelParams
 from model.config import ConfigError
 from model.intops import gemm_i32, requantize
 from sim.accel_run import AccelRunError, Job, run_jobs
@@ -80,14 +81,17 @@ def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
     from sim.designs import harness_depths
 
     t0 = time.monotonic()
-    prog: GemmProgram = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
     depths = harness_depths(hw)
-    for what, need, have in (("instructions", len(prog.instrs), depths["imem_depth"]),
-                             ("input beats", prog.n_in_beats, depths["dmem_depth"]),
-                             ("output beats", prog.n_out_beats, depths["omem_depth"])):
-        if need > have:
-            raise UserError(f"the program needs {need} {what}; the simulation host model holds "
-                            f"{have}; fix: run a smaller GEMM")
+    p = AccelParams.from_hw(hw)
+    check_gemm(m, k, n, p, bias=bias, requant=requant, relu=relu)
+    # every operand byte crosses the host link at least once: refuse hopeless sizes early
+    mt, nt = -(-m // hw.rows), -(-n // hw.cols)
+    _fits("input beats (at least)", mt * k * p.beats(ACT) + nt * k * p.beats(WGT),
+          depths["dmem_depth"])
+    prog: GemmProgram = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
+    _fits("instructions", len(prog.instrs), depths["imem_depth"])
+    _fits("input beats", prog.n_in_beats, depths["dmem_depth"])
+    _fits("output beats", prog.n_out_beats, depths["omem_depth"])
     a, b, bias_v, mult, shift = random_operands(m, k, n, seed, bias, requant)
     want = gemm_i32(a, b, bias_v)
     if requant:
@@ -131,6 +135,12 @@ def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
         "waves": str(result.waves_file) if result.waves_file else None,
     }
     return out
+
+
+def _fits(what: str, need: int, have: int) -> None:
+    if need > have:
+        raise UserError(f"the program needs {need} {what}; the simulation host model holds "
+                        f"{have}; fix: run a smaller GEMM")
 
 
 def gemm(args: argparse.Namespace) -> int:

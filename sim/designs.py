@@ -47,8 +47,14 @@ def harness_depths(hw) -> dict[str, int]:
 
 
 def accel_design(hw=None) -> RtlDesign:
-    """Accelerator + host model (``hw.harness.HostHarness``) in an SV clock wrapper
-    (module ``accel_tb``, clock inside the model so Python can sleep while it runs)."""
+    """Accelerator + host model, clocked from inside the simulation (top ``accel_tb``).
+
+    Three sources: the Amaranth ``HostHarness`` (accelerator + stream adapters), the
+    SystemVerilog host module ``accel_host`` (program / data-in / data-out memories, bulk
+    ``$readmemh``/``$writememh`` on ``load_req``/``dump_req``, a backdoor port for plain C++
+    harnesses) and the clock wrapper ``accel_tb`` (``always #1 clk = ~clk``), so Python can
+    sleep while a program runs.
+    """
     from hw.harness import HostHarness
     from hw.uarch import AccelParams
     from model.config import Config, HardwareConfig
@@ -56,37 +62,76 @@ def accel_design(hw=None) -> RtlDesign:
     hw = hw or HardwareConfig()
     p = AccelParams.from_hw(hw)
     depths = harness_depths(hw)
-    params = {**p.__dict__, **depths}
-    cfg = Config(hardware=hw)
-    text = strip_zero_memory_init(
-        component_verilog("accel_harness", lambda: HostHarness(p, **depths), params,
-                          config_toml=cfg.to_toml()))
-    wrapper = clock_wrapper(text, "accel_harness", "accel_tb", instance="harness",
-                            extra=_HOST_FILES_SV,
-                            extra_ports="  input wire load_req,\n  input wire dump_req")
-    # Only what the testbench touches is visible to VPI (the top ports and the host model's
-    # memories); everything else stays private so Verilator optimizes it (builds several
-    # times faster and simulates faster than with the runner's default --public-flat-rw).
-    vlt = "\n".join(["`verilator_config",
-                     'public_flat_rw -module "accel_tb" -var "*"',
-                     *(f'public_flat_rw -module "accel_harness" -var "{mem}"'
-                       for mem in ("imem", "dmem", "omem"))]) + "\n"
-    return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_tb.sv": wrapper,
-                                  "accel_public.vlt": vlt},
+    params = {**p.__dict__, "omem_depth": depths["omem_depth"]}
+    text = component_verilog("accel_harness", lambda: HostHarness(p, depths["omem_depth"]),
+                             params, config_toml=Config(hardware=hw).to_toml())
+    host = host_module(text, p.beat_bits, depths)
+    wrapper = clock_wrapper(host, "accel_host", "accel_tb", instance="host")
+    # Only the top ports are visible to VPI; everything else stays private so Verilator
+    # optimizes it (builds several times faster and simulates faster than with the runner's
+    # default --public-flat-rw).
+    vlt = '`verilator_config\npublic_flat_rw -module "accel_tb" -var "*"\n'
+    return RtlDesign("accel_tb", {"accel_harness.v": text, "accel_host.sv": host,
+                                  "accel_tb.sv": wrapper, "accel_public.vlt": vlt},
                      build_args=("--no-public-flat-rw",), timing=True)
 
 
-def strip_zero_memory_init(verilog: str) -> str:
-    """Drop Amaranth's ``initial`` blocks that set every memory word to zero.
+#: Files the host module reads/writes in the simulator's working directory.
+IMEM_HEX, DMEM_HEX, OMEM_HEX = "foldaccel_imem.hex", "foldaccel_dmem.hex", "foldaccel_omem.hex"
+_MEM_PORTS = ("imem_addr", "imem_data", "dmem_addr", "dmem_data", "omem_we", "omem_addr",
+              "omem_data")
 
-    They are one line per word (1 MiB of host-model memory is 65536 lines each) and make
-    Verilator's C++ build several times slower; the simulator zero-initializes anyway
-    (``--x-initial fast``) and no program reads a word it has not written.
+
+def host_module(harness_verilog: str, beat_bits: int, depths: dict[str, int]) -> str:
+    """SystemVerilog ``accel_host``: the harness plus its three host memories.
+
+    Ports: the harness's control/status ports, ``bd_we/bd_sel/bd_addr/bd_wdata`` (write
+    imem (sel 1) or dmem (sel 2)), ``bd_rdata`` (omem at ``bd_addr``), and ``load_req`` /
+    ``dump_req`` (rising edge: ``$readmemh`` the program and input files / ``$writememh`` the
+    ``n_out`` captured beats). No delays: plain Verilator C++ harnesses can drive it.
     """
-    import re
-
-    return re.sub(r"  initial begin\n(?:    \\?[\w$.]+\[\d+\] = \d+'h0+;\n)+  end\n", "",
-                  verilog)
+    ports = [pt for pt in module_ports(harness_verilog, "accel_harness")
+             if pt[1] not in _MEM_PORTS]
+    inner = [n for _, n, _ in ports]
+    ports += [("input", "bd_we", 1), ("input", "bd_sel", 2), ("input", "bd_addr", 32),
+              ("input", "bd_wdata", 128), ("output", "bd_rdata", 128),
+              ("input", "load_req", 1), ("input", "dump_req", 1)]
+    iw, dw, ow = (depths[k].bit_length() - 1 for k in ("imem_depth", "dmem_depth",
+                                                        "omem_depth"))
+    decl = "\n".join(f"  {d} {f'[{w - 1}:0] ' if w > 1 else ''}{n};" for d, n, w in ports)
+    names = ", ".join(n for _, n, _ in ports)
+    conns = ",\n".join(f"    .{n}({n})" for n in inner)
+    b = beat_bits
+    pad = f"{{{128 - b}{{1'b0}}}}, " if b < 128 else ""
+    return f"""module accel_host({names});
+{decl}
+  reg [127:0] imem [0:{(1 << iw) - 1}];
+  reg [{b - 1}:0] dmem [0:{(1 << dw) - 1}];
+  reg [{b - 1}:0] omem [0:{(1 << ow) - 1}];
+  wire [31:0] imem_addr, dmem_addr, omem_addr;
+  wire [{b - 1}:0] omem_data;
+  wire omem_we;
+  accel_harness core (
+{conns},
+    .imem_addr(imem_addr), .imem_data(imem[imem_addr[{iw - 1}:0]]),
+    .dmem_addr(dmem_addr), .dmem_data(dmem[dmem_addr[{dw - 1}:0]]),
+    .omem_we(omem_we), .omem_addr(omem_addr), .omem_data(omem_data)
+  );
+  always @(posedge clk) begin
+    if (omem_we) omem[omem_addr[{ow - 1}:0]] <= omem_data;
+    if (bd_we && bd_sel == 2'd1) imem[bd_addr[{iw - 1}:0]] <= bd_wdata;
+    if (bd_we && bd_sel == 2'd2) dmem[bd_addr[{dw - 1}:0]] <= bd_wdata[{b - 1}:0];
+  end
+  assign bd_rdata = {{{pad}omem[bd_addr[{ow - 1}:0]]}};
+  always @(posedge load_req) begin
+    $readmemh("{IMEM_HEX}", imem);
+    $readmemh("{DMEM_HEX}", dmem);
+  end
+  always @(posedge dump_req) begin
+    if (n_out != 0) $writememh("{OMEM_HEX}", omem, 0, n_out - 1);
+  end
+endmodule
+"""
 
 
 def module_ports(verilog: str, module: str) -> list[tuple[str, str, int]]:
@@ -103,31 +148,12 @@ def module_ports(verilog: str, module: str) -> list[tuple[str, str, int]]:
 
 
 def clock_wrapper(verilog: str, module: str, wrapper: str, instance: str = "dut",
-                  half_period_ns: int = 1, extra: str = "", extra_ports: str = "") -> str:
+                  half_period_ns: int = 1) -> str:
     """SystemVerilog top that generates ``clk`` for ``module`` and exposes its other ports
-    (build with ``timing=True``); ``extra`` is verbatim SV placed after the instance and
-    ``extra_ports`` more port declarations for it."""
+    (build with ``timing=True``)."""
     ports = [pt for pt in module_ports(verilog, module) if pt[1] != "clk"]
-    decls = [f"  {d} wire {f'[{w - 1}:0] ' if w > 1 else ''}{n}" for d, n, w in ports]
-    if extra_ports:
-        decls.append(extra_ports)
+    decl = ",\n".join(f"  {d} wire {f'[{w - 1}:0] ' if w > 1 else ''}{n}" for d, n, w in ports)
     conns = ",\n".join(["    .clk(clk)"] + [f"    .{n}({n})" for _, n, _ in ports])
-    body = ",\n".join(decls)
-    return (f"`timescale 1ns/1ps\nmodule {wrapper}(\n{body}\n);\n"
+    return (f"`timescale 1ns/1ps\nmodule {wrapper}(\n{decl}\n);\n"
             f"  reg clk = 1'b0;\n  always #{half_period_ns} clk = ~clk;\n"
-            f"  {module} {instance} (\n{conns}\n  );\n{extra}endmodule\n")
-
-
-#: Files the accelerator wrapper reads/writes in the simulator's working directory.
-IMEM_HEX, DMEM_HEX, OMEM_HEX = "foldaccel_imem.hex", "foldaccel_dmem.hex", "foldaccel_omem.hex"
-
-#: Bulk host-model access for the testbench: a rising ``load_req`` reads the program and the
-#: input stream from hex files, a rising ``dump_req`` writes the captured output beats.
-_HOST_FILES_SV = f"""  always @(posedge load_req) begin
-    $readmemh("{IMEM_HEX}", harness.imem);
-    $readmemh("{DMEM_HEX}", harness.dmem);
-  end
-  always @(posedge dump_req) begin
-    if (n_out != 0) $writememh("{OMEM_HEX}", harness.omem, 0, n_out - 1);
-  end
-"""
+            f"  {module} {instance} (\n{conns}\n  );\nendmodule\n")
