@@ -2,8 +2,7 @@
 
 A word of ``W`` bytes travels as ``ceil(W / host_bytes)`` beats; beat ``t`` carries word bytes
 ``[t*host_bytes, (t+1)*host_bytes)``, the last beat zero-padded. Beats are rows of a
-``(n, host_bytes)`` uint8 array; :func:`beats_to_ints` gives the integers a simulator port
-takes.
+``(n, host_bytes)`` uint8 array.
 """
 
 from __future__ import annotations
@@ -29,19 +28,6 @@ def beats_to_words(beats: np.ndarray, word_bytes: int) -> np.ndarray:
     if nb % per:
         raise ValueError(f"{nb} beats are not a whole number of {word_bytes}-byte words")
     return beats.reshape(nb // per, per * h)[:, :word_bytes]
-
-
-def beats_to_ints(beats: np.ndarray) -> list[int]:
-    """Each beat as one little-endian integer."""
-    return [int.from_bytes(row.tobytes(), "little") for row in np.asarray(beats, np.uint8)]
-
-
-def ints_to_beats(values, host_bytes: int) -> np.ndarray:
-    """Integers (one per beat) -> ``(n, host_bytes)`` uint8."""
-    out = np.zeros((len(values), host_bytes), np.uint8)
-    for i, v in enumerate(values):
-        out[i] = np.frombuffer(int(v).to_bytes(host_bytes, "little"), np.uint8)
-    return out
 
 
 def int32_words(lanes: np.ndarray) -> np.ndarray:

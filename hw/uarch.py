@@ -84,11 +84,6 @@ class AccelParams:
     def beat_bits(self) -> int:
         return 8 * self.host_bytes
 
-    @property
-    def int8_words_per_tile(self) -> int:
-        """ACC words that hold one requantized (int8) rows x cols tile."""
-        return _ceil_div(self.rows, ROWS_PER_ACC_WORD)
-
     # ------------------------------------------------------------------ timing constants
     @property
     def drain_gap(self) -> int:
