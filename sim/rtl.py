@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -74,6 +75,49 @@ def hw_source_digest() -> str:
     return h.hexdigest()
 
 
+# Bump when the post-processing of generated Verilog changes (part of the Verilog cache key).
+_VERILOG_POSTPROCESS = "meminit-loop-1"
+_ZERO_INIT = re.compile(r"^\s*(\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = (\d+)'[hd]0+;$")
+
+
+def compact_memory_init(text: str) -> str:
+    """Replace ``initial`` blocks that zero a memory word by word with one loop.
+
+    Yosys writes ``mem[i] = 128'h0;`` for every word of every Amaranth memory; for the host and
+    SRAM memories that is >100k lines, which Verilator compiles into huge functions (minutes
+    of C++ build). A block that zeroes words ``0..n-1`` of one memory becomes a ``for`` loop;
+    any other ``initial`` block (e.g. a lookup table's contents) is left as it is.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    i, n_loops = 0, 0
+    while i < len(lines):
+        if lines[i].strip() != "initial begin":
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        names, indices, width = set(), [], None
+        while j < len(lines) and (m := _ZERO_INIT.match(lines[j])):
+            names.add(m.group(1))
+            indices.append(int(m.group(2)))
+            width = m.group(3)
+            j += 1
+        closes = j < len(lines) and lines[j].strip() == "end"
+        if closes and len(names) == 1 and indices == list(range(len(indices))) and indices:
+            name = names.pop()
+            out += [f"  initial begin : foldaccel_zero_init_{n_loops}",
+                    "    integer i;",
+                    f"    for (i = 0; i < {len(indices)}; i = i + 1) {name}[i] = {width}'h0;",
+                    "  end"]
+            n_loops += 1
+            i = j + 1
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Exclusive inter-process lock (parallel tests may build the same design)."""
@@ -101,7 +145,7 @@ def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str
     """
     amaranth_version = importlib.metadata.version("amaranth")
     key = _sha(name, json.dumps(params, sort_keys=True, default=str), hw_source_digest(),
-               amaranth_version)[:16]
+               amaranth_version, _VERILOG_POSTPROCESS)[:16]
     vdir = build_root() / "verilog"
     vfile = vdir / f"{name}-{key}.v"
     if vfile.is_file():
@@ -111,7 +155,7 @@ def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str
             return vfile.read_text()
         from amaranth.back import verilog
         t0 = time.monotonic()
-        text = verilog.convert(factory(), name=name, emit_src=False)
+        text = compact_memory_init(verilog.convert(factory(), name=name, emit_src=False))
         log.info("generated Verilog for %s in %.1f s -> %s", name, time.monotonic() - t0, vfile)
         if config_toml is not None:
             _atomic_write(vdir / f"{name}-{key}.toml", config_toml)
@@ -127,10 +171,16 @@ class RtlDesign:
     sources: Mapping[str, str]  # file name -> Verilog text
     build_args: tuple[str, ...] = ()
     timing: bool = False  # build with --timing (needed for `always #d` clocks in a wrapper)
+    # C++ optimisation of the Verilated model's hot code (make's OPT_FAST/OPT_GLOBAL; the
+    # constructor-style "slow" files stay unoptimised). None keeps Verilator's -Os. On the
+    # 16x16 accelerator -O0 compiles ~5x faster than -Os and simulates slower: right for
+    # short test simulations, wrong for speed benchmarks.
+    opt: str | None = None
 
     def key(self, tc: Toolchain, waves: str) -> str:
         """Hash of everything the compiled simulator depends on."""
         parts = [self.toplevel, *BASE_BUILD_ARGS, *self.build_args, str(self.timing),
+                 str(self.opt),
                  str(waves), tc.verilator_version, tc.gxx_version, tc.makeflags,
                  importlib.metadata.version("cocotb")]
         for fname in sorted(self.sources):
@@ -194,6 +244,11 @@ def build(design: RtlDesign, waves: bool = False) -> Path:
         t0 = time.monotonic()
         log.info("building %s with Verilator %s (cache miss, key %s)", design.toplevel,
                  tc.verilator_version, key)
+        saved_makeflags = os.environ.get("MAKEFLAGS")
+        if design.opt is not None:  # make reads command-line variables from MAKEFLAGS
+            os.environ["MAKEFLAGS"] = " ".join(
+                f for f in (saved_makeflags, f"OPT_FAST={design.opt} OPT_GLOBAL={design.opt}")
+                if f)
         try:
             runner.build(sources=paths, hdl_toplevel=design.toplevel, build_dir=bdir,
                          build_args=args, waves=waves, timescale=("1ns", "1ps"),
@@ -201,6 +256,11 @@ def build(design: RtlDesign, waves: bool = False) -> Path:
         except (RuntimeError, subprocess.CalledProcessError, SystemExit, OSError) as e:
             raise RtlBuildError(f"Verilator build of {design.toplevel} failed ({e}); log "
                                 f"{build_log}:\n{_tail(build_log)}") from None
+        finally:
+            if saved_makeflags is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved_makeflags
         log.info("built %s in %.1f s", design.toplevel, time.monotonic() - t0)
         stamp.write_text(json.dumps({"key": key, "seconds": time.monotonic() - t0}))
     return bdir

@@ -1,0 +1,56 @@
+"""The RTL runner's Verilog post-processing and build keys."""
+
+from sim.rtl import RtlDesign, compact_memory_init
+from sim.toolchain import find_toolchain
+
+ZEROED = """module m(clk);
+  reg [127:0] mem [3:0];
+  initial begin
+    mem[0] = 128'h00000000000000000000000000000000;
+    mem[1] = 128'h00000000000000000000000000000000;
+    mem[2] = 128'h00000000000000000000000000000000;
+    mem[3] = 128'h00000000000000000000000000000000;
+  end
+  reg [7:0] \\lut.rom  [1:0];
+  initial begin
+    \\lut.rom [0] = 8'h00;
+    \\lut.rom [1] = 8'h2a;
+  end
+  reg [7:0] gap [2:0];
+  initial begin
+    gap[0] = 8'h00;
+    gap[2] = 8'h00;
+  end
+endmodule"""
+
+
+def test_zero_init_becomes_one_loop():
+    out = compact_memory_init(ZEROED)
+    assert "for (i = 0; i < 4; i = i + 1) mem[i] = 128'h0;" in out
+    assert "mem[0] = " not in out and "mem[3] = " not in out
+    assert out.count("initial begin : foldaccel_zero_init_") == 1
+
+
+def test_non_zero_or_sparse_init_is_kept():
+    out = compact_memory_init(ZEROED)
+    assert "\\lut.rom [1] = 8'h2a;" in out and "\\lut.rom [0] = 8'h00;" in out
+    assert "gap[0] = 8'h00;" in out and "gap[2] = 8'h00;" in out
+
+
+def test_text_without_zero_blocks_is_unchanged():
+    text = ZEROED.split("  reg [7:0] \\lut.rom")[0].replace("128'h000", "128'h100") + "endmodule"
+    assert compact_memory_init(text) == text
+
+
+def test_build_key_covers_sources_flags_and_opt():
+    tc = find_toolchain()
+    base = RtlDesign("top", {"a.v": "module top; endmodule"})
+    variants = [
+        RtlDesign("top", {"a.v": "module top; endmodule // x"}),
+        RtlDesign("top", {"a.v": "module top; endmodule"}, build_args=("-DX",)),
+        RtlDesign("top", {"a.v": "module top; endmodule"}, timing=True),
+        RtlDesign("top", {"a.v": "module top; endmodule"}, opt="-O0"),
+    ]
+    keys = {base.key(tc, "")} | {v.key(tc, "") for v in variants} | {base.key(tc, "fst")}
+    assert len(keys) == 6
+    assert base.key(tc, "") == RtlDesign("top", {"a.v": "module top; endmodule"}).key(tc, "")
