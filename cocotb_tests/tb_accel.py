@@ -4,7 +4,8 @@ Per GEMM case: the compiler builds the program, the driver preloads the host mod
 starts it, the monitor reads the output stream and the performance counters, and the
 scoreboard compares element by element against two reference models -- the numpy golden
 (``model.intops.gemm_i32`` + ``requantize``) and the ISA simulator -- and compares every RTL
-counter with the timing model (``sim.timing.program_cycles``). Mismatches name the case,
+counter with the timing model (``sim.timing.program_cycles``) and with the estimator users
+run (``sim.perf.estimate.estimate_program``). Mismatches name the case,
 the element, both values and the operands' seed.
 
 Environment: FOLDACCEL_CONFIG (TOML of the config the design was built for),
@@ -29,6 +30,7 @@ from hw.uarch import AccelParams
 from model.config import config_from_dict
 from model.intops import gemm_i32, requantize
 from sim.isa_sim import simulate
+from sim.perf.estimate import estimate_program
 from sim.timing import program_cycles
 
 HW = config_from_dict(tomllib.loads(os.environ.get("FOLDACCEL_CONFIG", ""))).hardware
@@ -93,9 +95,10 @@ def compare_matrix(sb: Scoreboard, label: str, want: np.ndarray, got: np.ndarray
         sb.compare(f"{label} C[{i},{j}]", int(w), int(got[i, j]), inputs)
 
 
-def compare_counters(sb: Scoreboard, label: str, model: dict, rtl: dict) -> None:
+def compare_counters(sb: Scoreboard, label: str, model: dict, rtl: dict,
+                     source: str = "timing model") -> None:
     for name, value in model.items():
-        sb.compare(f"{label} counter {name} (timing model vs RTL)", value, rtl[name])
+        sb.compare(f"{label} counter {name} ({source} vs RTL)", value, rtl[name])
 
 
 async def check_program(dut, sb: Scoreboard, label: str, prog: GemmProgram, din: np.ndarray,
@@ -113,6 +116,8 @@ async def check_program(dut, sb: Scoreboard, label: str, prog: GemmProgram, din:
                    bool(np.array_equal(rec.dout, sim.dout)), inputs)
         compare_matrix(sb, f"{label} RTL", want, prog.unpack_output(rec.dout), inputs)
     compare_counters(sb, label, model, rec.counters)
+    estimate = estimate_program(prog, HW)["rtl_counters"]
+    compare_counters(sb, label, estimate, rec.counters, "estimator")
     return rec.counters
 
 
