@@ -35,11 +35,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from model.config import Config, ModelConfig
-
-
-def _mc(cfg: ModelConfig | Config) -> ModelConfig:
-    return cfg.model if isinstance(cfg, Config) else cfg
+from model.config import Config, ModelConfig, model_config
 
 
 def _ffn_fold(c: ModelConfig) -> int:
@@ -48,7 +44,7 @@ def _ffn_fold(c: ModelConfig) -> int:
 
 def layer_param_counts(cfg: ModelConfig | Config) -> dict[str, int]:
     """Per-layer parameter counts: ``attention``, ``ffn``, ``layernorm``, ``total``."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     dn = c.folded_dim
     nf = _ffn_fold(c)
     d_f, f_f = c.d_model // nf, c.ffn_dim // nf
@@ -61,14 +57,14 @@ def layer_param_counts(cfg: ModelConfig | Config) -> dict[str, int]:
 
 def model_param_count(cfg: ModelConfig | Config) -> int:
     """Parameters of the whole encoder."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     return c.n_layers * layer_param_counts(c)["total"]
 
 
 def layer_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
     """Per-layer int8-deployment bytes: ``matrices`` (int8), ``biases`` (int32),
     ``layernorm`` (weight + bias, int32), ``total``."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     dn = c.folded_dim
     nf = _ffn_fold(c)
     d_f, f_f = c.d_model // nf, c.ffn_dim // nf
@@ -81,8 +77,22 @@ def layer_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
 
 def model_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
     """:func:`layer_weight_bytes` times ``n_layers``."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     return {k: c.n_layers * v for k, v in layer_weight_bytes(c).items()}
+
+
+def step_state(cfg: ModelConfig | Config, n_memory: int | None = None,
+               n_left: int | None = None) -> tuple[int, int]:
+    """``(memories, cached left-context tokens)`` of a layer step: the full ``M`` and ``C``
+    by default (the steady state); explicit values are checked against the config."""
+    c = model_config(cfg)
+    m = c.max_memory if n_memory is None else n_memory
+    lc = c.left_context if n_left is None else n_left
+    if not 0 <= m <= c.max_memory:
+        raise ValueError(f"n_memory={m} is outside 0..max_memory={c.max_memory}")
+    if not 0 <= lc <= c.left_context:
+        raise ValueError(f"n_left={lc} is outside 0..left_context={c.left_context}")
+    return m, lc
 
 
 def layer_step_counts(cfg: ModelConfig | Config, n_memory: int | None = None,
@@ -93,13 +103,8 @@ def layer_step_counts(cfg: ModelConfig | Config, n_memory: int | None = None,
     Keys: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``, ``scores``, ``attn_v``, ``ffn``,
     ``macs`` (their sum), ``softmax_exps``.
     """
-    c = _mc(cfg)
-    m = c.max_memory if n_memory is None else n_memory
-    lc = c.left_context if n_left is None else n_left
-    if not 0 <= m <= c.max_memory:
-        raise ValueError(f"n_memory={m} is outside 0..max_memory={c.max_memory}")
-    if not 0 <= lc <= c.left_context:
-        raise ValueError(f"n_left={lc} is outside 0..left_context={c.left_context}")
+    c = model_config(cfg)
+    m, lc = step_state(c, n_memory, n_left)
     n, d, r, length = c.fold_factor, c.d_model, c.right_context, c.segment_length
     dn = c.folded_dim
     tq = r + length + 1
@@ -122,7 +127,7 @@ def layer_step_counts(cfg: ModelConfig | Config, n_memory: int | None = None,
 
 def model_step_counts(cfg: ModelConfig | Config) -> dict[str, int]:
     """:func:`layer_step_counts` (steady state) times ``n_layers``."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     return {k: c.n_layers * v for k, v in layer_step_counts(c).items()}
 
 
@@ -154,7 +159,7 @@ def _summary(c: ModelConfig) -> dict[str, Any]:
 def model_info(cfg: ModelConfig | Config) -> dict[str, Any]:
     """Everything ``foldaccel model info`` reports, for ``cfg`` and for the same config at
     ``fold_factor = 1`` (``baseline_fold1``), with ``reduction_vs_fold1`` fractions."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     base_cfg = dataclasses.replace(c, fold_factor=1)
     base_cfg.validate()
     info = _summary(c)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.config import Config, ModelConfig
+from model.config import Config, ModelConfig, model_config
 
 NOISE_LEVEL = 1e-6  # background power relative to a speech peak of 1 (-60 dB)
 PEAK_LOG = 2.0      # log power of a speech peak
@@ -157,7 +157,7 @@ def calibration_utterance(cfg: ModelConfig | Config, n_segments: int, seed: int,
                           normalize: bool = True) -> np.ndarray:
     """An utterance the encoder accepts: ``(n_segments*segment_length + right_context,
     d_model)`` frames from :func:`calibration_frames`."""
-    c = cfg.model if isinstance(cfg, Config) else cfg
+    c = model_config(cfg)
     if n_segments < 1:
         raise ValueError(f"n_segments must be >= 1, got {n_segments}")
     n = n_segments * c.segment_length + c.right_context

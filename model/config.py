@@ -217,6 +217,11 @@ class Config:
         return cfg
 
 
+def model_config(cfg: ModelConfig | Config) -> ModelConfig:
+    """The model part of ``cfg`` (APIs that need only the model shape accept either)."""
+    return cfg.model if isinstance(cfg, Config) else cfg
+
+
 def _build(cls, table: dict[str, Any], where: str):
     known = {f.name: f for f in fields(cls)}
     for key in table:

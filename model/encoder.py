@@ -48,14 +48,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from model.config import Config, ModelConfig
+from model.config import Config, ModelConfig, model_config
 from model.folding import FeedForward, FoldingAttention, expand_mask, unfold
 
 LN_EPS = 1e-5
 
-
-def _model_cfg(cfg: ModelConfig | Config) -> ModelConfig:
-    return cfg.model if isinstance(cfg, Config) else cfg
 
 
 def step_attention_mask(n_memory: int, right_context: int, n_left: int,
@@ -81,7 +78,7 @@ def full_attention_mask(cfg: ModelConfig | Config, n_segments: int) -> Tensor:
     right-context block and frames ``max(0, s*L - C) .. (s+1)*L - 1``; summary s sees the same
     except the memories.
     """
-    c = _model_cfg(cfg)
+    c = model_config(cfg)
     s_n, length, r, lc, m = (n_segments, c.segment_length, c.right_context, c.left_context,
                              c.max_memory)
     rows = s_n * (r + length) + s_n
@@ -257,7 +254,7 @@ class FoldingEmformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig | Config):
         super().__init__()
-        self.cfg = _model_cfg(cfg)
+        self.cfg = model_config(cfg)
         self.layers = nn.ModuleList(EmformerLayer(self.cfg) for _ in range(self.cfg.n_layers))
 
     @property
@@ -386,7 +383,7 @@ def build_model(cfg: ModelConfig | Config, seed: int = 0,
                 dtype: torch.dtype = torch.float32) -> FoldingEmformer:
     """A :class:`FoldingEmformer` for ``cfg`` with weights from :func:`init_weights`, in eval
     mode. The same seed gives identical weights (for any dtype: drawn in float32, then cast)."""
-    mcfg = _model_cfg(cfg)
+    mcfg = model_config(cfg)
     mcfg.validate()
     model = FoldingEmformer(mcfg)
     init_weights(model, seed)

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import Config, ModelConfig
+from model.accounting import step_state
+from model.config import Config, ModelConfig, model_config
 from sim.perf.vector import VectorOp
 
 
@@ -80,21 +81,13 @@ class Step:
     writes: tuple[Tensor, ...]
 
 
-def _mc(cfg: ModelConfig | Config) -> ModelConfig:
-    return cfg.model if isinstance(cfg, Config) else cfg
-
 
 def layer_steps(cfg: ModelConfig | Config, n_memory: int | None = None,
                 n_left: int | None = None) -> list[Step]:
     """The ops of one layer on one segment with ``n_memory`` memories and ``n_left`` cached
     left-context tokens (default: full bank and cache, the steady state)."""
-    c = _mc(cfg)
-    m = c.max_memory if n_memory is None else n_memory
-    lc = c.left_context if n_left is None else n_left
-    if not 0 <= m <= c.max_memory:
-        raise ValueError(f"n_memory={m} is outside 0..max_memory={c.max_memory}")
-    if not 0 <= lc <= c.left_context:
-        raise ValueError(f"n_left={lc} is outside 0..left_context={c.left_context}")
+    c = model_config(cfg)
+    m, lc = step_state(c, n_memory, n_left)
     n, d, r, seg = c.fold_factor, c.d_model, c.right_context, c.segment_length
     dn, h, hd, f = c.folded_dim, c.attn_heads, c.head_dim, c.ffn_dim
     nf = n if c.fold_scope == "attn+ffn" else 1
@@ -148,7 +141,7 @@ def vector_ops(steps: list[Step]) -> list[VectorOp]:
 def state_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
     """On-chip state one layer keeps across segments (int8, activation bank): the memory bank
     (``M x D``) and the folded left-context key and value caches (``C*N x D/N`` each)."""
-    c = _mc(cfg)
+    c = model_config(cfg)
     return {"memory_bank": c.max_memory * c.d_model,
             "left_context_cache": 2 * c.left_context * c.d_model,
             "total": (c.max_memory + 2 * c.left_context) * c.d_model}
@@ -162,7 +155,7 @@ def live_peak(cfg: ModelConfig | Config, steps: list[Step]) -> dict[str, int]:
     that writes it to the last op that reads it (``out`` to the end). The state (memory bank,
     left-context caches) is not included (see :func:`state_bytes`).
     """
-    c = _mc(cfg)
+    c = model_config(cfg)
     x = Tensor("x", "act", (c.right_context + c.segment_length) * c.d_model)
     tensors = {x.name: x}
     last_use = {x.name: -1}
