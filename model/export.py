@@ -6,9 +6,10 @@ An export directory holds:
   members in sorted name order, stored uncompressed, fixed 1980-01-01 timestamps: the same
   model gives the same bytes);
 * ``manifest.json``: format/version, the config (``Config.to_dict``) and its digest, the seed,
-  calibration settings, the activation scales, the numeric constants and, per tensor, shape,
-  dtype, sha256 (of the raw little-endian C-order array bytes), hex image path and, for weights,
-  the per-channel scales;
+  calibration settings, the activation scales and their storage formats (``int8``, ``int16``
+  for the residual stream, ``uint8`` for softmax probabilities), the numeric constants and, per
+  tensor, shape, dtype, sha256 (of the raw little-endian C-order array bytes), hex image path
+  and, for weights, the per-channel scales;
 * ``hex/<name>.hex``: one ``$readmemh`` image per tensor: a ``//`` comment line, then one
   element per line in C (row-major) order as two's-complement hex of the dtype's width (int8: 2
   digits, int32: 8, int64: 16), lowercase, no address markers.
@@ -34,10 +35,11 @@ import numpy as np
 
 from model import intops
 from model.config import Config, ConfigError, config_from_dict
-from model.quantize import ACT_POINTS, LINEARS, QuantModel, tensor_specs
+from model.quantize import ACT_POINTS, LINEARS, QuantModel, is_int16, tensor_specs
 
 FORMAT = "foldaccel-weights"
-VERSION = 1
+#: 2: int16 residual stream, uint8 probabilities with zero point, ``input_mem.m``/``.s``.
+VERSION = 2
 WEIGHTS = "weights.npz"
 MANIFEST = "manifest.json"
 HEX_DIR = "hex"
@@ -82,9 +84,17 @@ def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
 def numerics_constants() -> dict[str, int]:
     """The fixed-point constants of ``docs/NUMERICS.md`` the hardware must agree on."""
     return {"m_bits": intops.M_BITS, "s_min": intops.S_MIN, "s_max": intops.S_MAX,
-            "prob_bits": intops.PROB_BITS, "exp_bits": intops.EXP_BITS,
-            "ln_frac_bits": intops.LN_FRAC_BITS, "rsqrt_bits": intops.RSQRT_BITS,
-            "rsqrt_lut_base": intops.RSQRT_LUT_BASE}
+            "prob_bits": intops.PROB_U8_BITS, "prob_zero_point": intops.PROB_ZERO_POINT,
+            "exp_bits": intops.EXP_BITS, "ln_frac_bits": intops.LN_FRAC_BITS,
+            "rsqrt_bits": intops.RSQRT_BITS, "rsqrt_lut_base": intops.RSQRT_LUT_BASE}
+
+
+def scale_format(name: str) -> str:
+    """Storage format of the activation with scale ``name``: ``int16`` (residual stream),
+    ``uint8`` (softmax probabilities, zero point 128 in the array) or ``int8``."""
+    if is_int16(name):
+        return "int16"
+    return "uint8" if name.endswith(".prob") else "int8"
 
 
 def manifest_dict(qm: QuantModel) -> dict[str, Any]:
@@ -100,7 +110,8 @@ def manifest_dict(qm: QuantModel) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "seed": qm.seed,
             "config": qm.config.to_dict(), "config_digest": qm.config.digest(),
             "calibration": qm.calibration, "numerics": numerics_constants(),
-            "scales": {k: float(v) for k, v in sorted(qm.scales.items())}, "tensors": tensors}
+            "scales": {k: float(v) for k, v in sorted(qm.scales.items())},
+            "formats": {k: scale_format(k) for k in sorted(qm.scales)}, "tensors": tensors}
 
 
 def _write_export(qm: QuantModel, d: Path) -> None:
@@ -178,8 +189,8 @@ def _lookup(d: dict, dotted: str) -> Any:
 
 def expected_scales(cfg: Config) -> list[str]:
     """Names of the activation scales an export must carry."""
-    return ["input", "input_mean"] + [f"L{layer}.{p}" for layer in range(cfg.model.n_layers)
-                                      for p in ACT_POINTS]
+    return ["input"] + [f"L{layer}.{p}" for layer in range(cfg.model.n_layers)
+                        for p in ACT_POINTS]
 
 
 _PARAM_RANGES = {"m": (0, intops.M_MAX), "m_a": (0, intops.M_MAX), "m_b": (0, intops.M_MAX),
@@ -206,7 +217,7 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
     if not isinstance(man, dict) or man.get("format") != FORMAT or man.get("version") != VERSION:
         raise ExportError(f"{mpath}: field 'format'/'version' is not {FORMAT!r} version "
                           f"{VERSION}; fix: export again with this foldaccel")
-    for key in ("config", "seed", "scales", "tensors"):
+    for key in ("config", "seed", "scales", "formats", "tensors"):
         if key not in man:
             raise ExportError(f"{mpath}: field '{key}' is missing; fix: export again")
     try:
@@ -266,11 +277,15 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
         if extra:
             raise ExportError(f"{wpath}: holds tensor '{extra[0]}' not in the manifest; fix: "
                               "export again")
-    scales = man["scales"]
+    scales, formats = man["scales"], man["formats"]
     for name in expected_scales(cfg):
         v = scales.get(name)
         if not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
             raise ExportError(f"{mpath}: scale '{name}' is missing or not a positive number")
+        if not isinstance(formats, dict) or formats.get(name) != scale_format(name):
+            got = formats.get(name) if isinstance(formats, dict) else None
+            raise ExportError(f"{mpath}: formats['{name}'] is {got!r}, expected "
+                              f"{scale_format(name)!r}; fix: export again")
     wscales = {}
     for layer in range(cfg.model.n_layers):
         for lin in LINEARS:

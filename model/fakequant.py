@@ -29,7 +29,10 @@ def _t(v: Any) -> Tensor:
 
 
 def _bit_length(v: Tensor) -> Tensor:
-    return torch.frexp(v.double()).exponent.to(I64)
+    """Exact bit length of non-negative int64 values below 2**62 (31-bit halves, as intops)."""
+    hi, lo = v >> 31, v & (2**31 - 1)
+    bl = lambda t: torch.frexp(t.double()).exponent.to(I64)  # noqa: E731
+    return torch.where(hi > 0, 31 + bl(hi), bl(lo))
 
 
 def _msr(x: Tensor, m: Any, s: Any) -> Tensor:
@@ -40,6 +43,10 @@ def _msr(x: Tensor, m: Any, s: Any) -> Tensor:
 
 def _sat8(x: Tensor) -> Tensor:
     return torch.clamp(x, intops.I8_MIN, intops.I8_MAX)
+
+
+def _sat16(x: Tensor) -> Tensor:
+    return torch.clamp(x, intops.I16_MIN, intops.I16_MAX)
 
 
 class TorchOps:
@@ -83,19 +90,46 @@ class TorchOps:
         return _sat8(y.clamp_min(0) if relu else y)
 
     @staticmethod
-    def softmax_i8(scores: Tensor, exp_lut: Tensor, mask: Tensor | None = None) -> Tensor:
+    def add_requant_i16(a: Tensor, b: Tensor, m_a: int, m_b: int, s: int,
+                        relu: bool = False) -> Tensor:
+        y = (a * m_a + b * m_b + (1 << (s - 1))) >> s
+        return _sat16(y.clamp_min(0) if relu else y)
+
+    @staticmethod
+    def _softmax_e(scores: Tensor, exp_lut: Tensor, mask: Tensor | None) -> Tensor:
         allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else \
             mask.expand_as(scores)
         row_max = torch.where(allowed, scores, intops.I8_MIN).amax(dim=-1, keepdim=True)
-        e = torch.where(allowed, exp_lut[torch.where(allowed, row_max - scores, 0)], 0)
+        return torch.where(allowed, exp_lut[torch.where(allowed, row_max - scores, 0)], 0)
+
+    @staticmethod
+    def _softmax_p(e: Tensor, prob_bits: int) -> Tensor:
         total = e.sum(dim=-1, keepdim=True)
         bitlen = _bit_length(total)
         m = torch.div((1 << (bitlen + 14)) - 1, total, rounding_mode="floor")
-        return _sat8(_msr(e, m, bitlen + intops.PROB_BITS))
+        return _msr(e, m, bitlen + 14 - prob_bits)
 
     @staticmethod
-    def layernorm_i8(x: Tensor, gamma_q: Tensor, beta_q: Tensor, m: int, s: int,
-                     eps_int: int = 0) -> Tensor:
+    def softmax_i8(scores: Tensor, exp_lut: Tensor, mask: Tensor | None = None) -> Tensor:
+        e = TorchOps._softmax_e(scores, exp_lut, mask)
+        return _sat8(TorchOps._softmax_p(e, intops.PROB_BITS))
+
+    @staticmethod
+    def softmax_u8(scores: Tensor, exp_lut: Tensor, mask: Tensor | None = None) -> Tensor:
+        e = TorchOps._softmax_e(scores, exp_lut, mask)
+        return TorchOps._softmax_p(e, intops.PROB_U8_BITS).clamp_max(
+            2 * intops.PROB_ZERO_POINT - 1)
+
+    @staticmethod
+    def u8_to_i8(p: Tensor) -> Tensor:
+        return p - intops.PROB_ZERO_POINT
+
+    @staticmethod
+    def zero_point_bias(b: Tensor) -> Tensor:
+        return intops.PROB_ZERO_POINT * b.sum(dim=0)
+
+    @staticmethod
+    def _layernorm_z(x: Tensor, eps_int: int) -> Tensor:
         d = x.shape[-1]
         s1 = x.sum(dim=-1, keepdim=True)
         c = d * x - s1
@@ -105,8 +139,26 @@ class TorchOps:
         u = torch.where(k >= 0, safe >> (2 * k).clamp_min(0), safe << (-2 * k).clamp_min(0))
         shift = intops.RSQRT_BITS + k - intops.LN_FRAC_BITS
         z = _msr(c, _RSQRT_LUT[u - intops.RSQRT_LUT_BASE], shift)
-        z = torch.where(v > 0, z, 0)
+        return torch.where(v > 0, z, 0)
+
+    @staticmethod
+    def layernorm_i8(x: Tensor, gamma_q: Tensor, beta_q: Tensor, m: int, s: int,
+                     eps_int: int = 0) -> Tensor:
+        z = TorchOps._layernorm_z(x, eps_int)
         return TorchOps.requantize(z * gamma_q + beta_q, m, s)
+
+    @staticmethod
+    def layernorm_i16(x: Tensor, gamma_q: Tensor, beta_q: Tensor, m: int, s: int,
+                      eps_int: int = 0, out_bits: int = 8) -> Tensor:
+        acc = TorchOps._layernorm_z(x, eps_int) * gamma_q + beta_q
+        if acc.numel() and (acc.min() < intops.I32_MIN or acc.max() > intops.I32_MAX):
+            raise intops.IntOpsError("LayerNorm affine accumulator overflows int32")
+        y = _msr(acc, m, s)
+        return _sat16(y) if out_bits == 16 else _sat8(y)
+
+    @staticmethod
+    def sum_rows_i16(x: Tensor, axis: int = 0) -> Tensor:
+        return x.sum(dim=axis)
 
     @staticmethod
     def mean_pool_i8(x: Tensor, axis: int = 0) -> Tensor:
@@ -145,7 +197,7 @@ class FakeQuantEncoder:
     """The quantized encoder in torch: :class:`GoldenEncoder`'s dataflow on :class:`TorchOps`.
 
     :meth:`infer` / :meth:`stream` take and return real-valued float64 tensors; the outputs are
-    exactly ``integer * scale`` of the golden model's integers.
+    exactly ``integer * scale`` of the golden model's integers (int16 layer outputs).
     """
 
     def __init__(self, qm: QuantModel):
@@ -153,21 +205,19 @@ class FakeQuantEncoder:
         self.engine = GoldenEncoder(qm, TORCH_OPS)
         self.out_scale = qm.scale(qm.config.model.n_layers - 1, "ln_out")
 
-    def quantize_input(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Float frames -> int64 tensors (centered rows, frame means), as the golden model."""
-        xq, mq = self.engine.quantize_input(np.asarray(frames, dtype=np.float64))
-        return TORCH_OPS.asarray(xq), TORCH_OPS.asarray(mq)
+    def quantize_input(self, frames: Tensor) -> Tensor:
+        """Float frames -> int16 frames (as an int64 tensor), as the golden model."""
+        return TORCH_OPS.asarray(self.engine.quantize_input(np.asarray(frames, np.float64)))
 
     def infer(self, chunk: Tensor, state: GoldenState | None = None
               ) -> tuple[Tensor, GoldenState]:
         """One streaming step on a float chunk ``(L+R, D)`` -> ``(output (L, D), state)``."""
-        xq, mq = self.quantize_input(chunk)
-        out, state, _ = self.engine.infer(xq, mq, state)
+        out, state, _ = self.engine.infer(self.quantize_input(chunk), state)
         return out.double() * self.out_scale, state
 
     def stream_int(self, frames: Tensor) -> Tensor:
         """Whole float utterance -> the integer outputs ``(S*L, D)`` (int64 tensor)."""
-        return self.engine.stream(*self.quantize_input(frames))
+        return self.engine.stream(self.quantize_input(frames))
 
     def stream(self, frames: Tensor) -> Tensor:
         """Whole float utterance -> real outputs ``(S*L, D)`` (float64)."""

@@ -1,27 +1,28 @@
 """Integer golden model of the streaming encoder (numpy, integers only, built from intops).
 
 It mirrors :meth:`model.encoder.EmformerLayer.step` and :meth:`FoldingEmformer.infer` step by
-step (see ``docs/NUMERICS.md``, "Quantized layer step"), with every activation an int8 tensor:
+step (see ``docs/NUMERICS.md``, "Quantized layer step"). GEMM operands are int8; the residual
+stream is int16: the input frames, ``resid1``, ``resid2`` and the layer outputs ``ln_out``
+(hence every LayerNorm input); softmax probabilities are unsigned 8-bit.
 
 1. ``ln_in = LN(x)`` (``x`` = rows ``[rc; segment]``); ``summary = mean_pool(ln_in[R:])``.
 2. ``q = Q([ln_in; summary])``; ``k, v = K, V([memory; ln_in])`` on folded rows; the cached
    left-context keys/values go between the right context and the segment.
-3. Per head: ``score = requant(q_h k_h^T)``; ``p = softmax(score, mask)`` (the summary rows do
-   not see the memory); ``ctx_h = requant(p v_h)``.
+3. Per head: ``score = requant(q_h k_h^T)``; ``p = softmax_u8(score, mask)`` (the summary rows
+   do not see the memory); ``ctx_h = requant(gemm(p - 128, v_h) + 128 colsum(v_h))``.
 4. ``attn_out = unfold(OUT(ctx))``; its last row is the summary output: squashed and rescaled
    (``mem_in`` of the next layer) it becomes the next layer's incoming memory vector.
-5. ``resid1 = add(attn_out[:-1], x)``; ``resid2 = add(FC2(relu(FC1(LN(resid1)))), resid1)``;
-   ``out = LN(resid2)``.
+5. ``resid1 = add16(attn_out[:-1], x)``; ``resid2 = add16(FC2(relu(FC1(LN(resid1)))),
+   resid1)``; ``out = LN(resid2)`` (LayerNorms take int16 rows and give int8, except the
+   layer output ``out``, which is int16).
 6. The left-context caches keep the last ``C*N`` segment key/value rows; each layer's memory
    bank receives its incoming vector after the step (layer 0: the mean of the raw input
-   segment, i.e. ``add(mean_pool(centered rows), mean_pool(frame means))``).
+   segment, ``requant(sum_rows(frames[segment]))``).
 
-The input arrives as centered int8 rows plus int8 frame means (:meth:`GoldenEncoder.
-quantize_input`, see :mod:`model.quantize`); layer 0's LayerNorm and residual path use the
-centered rows, so its ``resid1``/``resid2`` equal the float ones minus the frame means.
-
-The dataflow is written once against an *ops backend* (:class:`NumpyOps` here, the bit-identical
-torch backend in :mod:`model.fakequant`), so the fake-quant path cannot drift from it.
+The input arrives as int16 frames (:meth:`GoldenEncoder.quantize_input`, the host's one float
+step). The dataflow is written once against an *ops backend* (:class:`NumpyOps` here, the
+bit-identical torch backend in :mod:`model.fakequant`), so the fake-quant path cannot drift
+from it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from model import intops
-from model.quantize import RESIDUALS, QuantModel, ffn_fold, split_input
+from model.quantize import QuantModel, ffn_fold, torch_single_thread
 
 
 class NumpyOps:
@@ -41,10 +42,13 @@ class NumpyOps:
 
     gemm_i32 = staticmethod(intops.gemm_i32)
     requantize = staticmethod(intops.requantize)
-    add_requant = staticmethod(intops.add_requant)
-    softmax_i8 = staticmethod(intops.softmax_i8)
-    layernorm_i8 = staticmethod(intops.layernorm_i8)
+    add_requant_i16 = staticmethod(intops.add_requant_i16)
+    softmax_u8 = staticmethod(intops.softmax_u8)
+    u8_to_i8 = staticmethod(intops.u8_to_i8)
+    zero_point_bias = staticmethod(intops.zero_point_bias)
+    layernorm_i16 = staticmethod(intops.layernorm_i16)
     mean_pool_i8 = staticmethod(intops.mean_pool_i8)
+    sum_rows_i16 = staticmethod(intops.sum_rows_i16)
     clamp_i8 = staticmethod(intops.clamp_i8)
     lut_i8 = staticmethod(intops.lut_i8)
     ring_push = staticmethod(intops.ring_push)
@@ -130,14 +134,14 @@ class GoldenEncoder:
         acc = o.gemm_i32(x, p[name + ".weight"], p[name + ".bias"])
         return o.requantize(acc, p[name + ".m"], p[name + ".s"], relu=relu)
 
-    def _layernorm(self, name: str, x):
+    def _layernorm(self, name: str, x, out_bits: int = 8):
         p, i = self.p, self.ints
-        return self.ops.layernorm_i8(x, p[name + ".gamma"], p[name + ".beta"], i[name + ".m"],
-                                     i[name + ".s"], i[name + ".eps"])
+        return self.ops.layernorm_i16(x, p[name + ".gamma"], p[name + ".beta"], i[name + ".m"],
+                                      i[name + ".s"], i[name + ".eps"], out_bits)
 
     def _add(self, name: str, a, b):
         i = self.ints
-        return self.ops.add_requant(a, b, i[name + ".m_a"], i[name + ".m_b"], i[name + ".s"])
+        return self.ops.add_requant_i16(a, b, i[name + ".m_a"], i[name + ".m_b"], i[name + ".s"])
 
     def memory_in(self, layer: int, vec):
         """The vector entering bank ``layer >= 1`` at its ``attn_in`` scale: the previous
@@ -153,8 +157,9 @@ class GoldenEncoder:
 
     def layer_step(self, layer: int, x, st: LayerState, trace: bool = False
                    ) -> tuple[Any, Any, LayerState, dict | None]:
-        """Rows ``x = [rc; segment]`` (int8, ``(R+L, D)``) -> ``(out, summary_out, state,
-        trace)``; ``summary_out`` is ``attn_out``'s last row (before the memory squash)."""
+        """Rows ``x = [rc; segment]`` (int16, ``(R+L, D)``: the input frames for layer 0, the
+        previous layer's output otherwise) -> ``(out, summary_out, state, trace)``; ``out``
+        is int16, ``summary_out`` is ``attn_out``'s last row (before the memory squash)."""
         c, o, p = self.cfg, self.ops, self.p
         n, r, length = c.fold_factor, c.right_context, c.segment_length
         h, hd = c.attn_heads, c.head_dim
@@ -177,9 +182,10 @@ class GoldenEncoder:
             cols = slice(j * hd, (j + 1) * hd)
             s_j = o.requantize(o.gemm_i32(q[:, cols], k[:, cols].T), p[pre + "score.m"],
                                p[pre + "score.s"])
-            p_j = o.softmax_i8(s_j, p[pre + "score.exp_lut"], mask)
-            ctx.append(o.requantize(o.gemm_i32(p_j, v[:, cols]), p[pre + "ctx.m"],
-                                    p[pre + "ctx.s"]))
+            v_j = v[:, cols]
+            p_j = o.softmax_u8(s_j, p[pre + "score.exp_lut"], mask)
+            acc = o.gemm_i32(o.u8_to_i8(p_j), v_j, o.zero_point_bias(v_j))
+            ctx.append(o.requantize(acc, p[pre + "ctx.m"], p[pre + "ctx.s"]))
             scores.append(s_j)
             probs.append(p_j)
         context = o.cat(ctx, axis=1)
@@ -191,7 +197,7 @@ class GoldenEncoder:
         hidden = self._linear(pre + "fc1", fold(ln_ffn, fn), relu=True)
         ffn_out = unfold(self._linear(pre + "fc2", hidden), fn)
         resid2 = self._add(pre + "resid2", ffn_out, resid1)
-        out = self._layernorm(pre + "ln_out", resid2)
+        out = self._layernorm(pre + "ln_out", resid2, out_bits=16)
         seg_k, seg_v = k_new[split:], v_new[split:]
         new_k, head, count = o.ring_push(st.lc_key, st.lc_head, st.lc_count, seg_k)
         new_v, _, _ = o.ring_push(st.lc_value, st.lc_head, st.lc_count, seg_v)
@@ -215,31 +221,27 @@ class GoldenEncoder:
             o.asarray(np.zeros((c.left_context * c.fold_factor, c.folded_dim), np.int8)), 0, 0)
         return GoldenState(tuple(empty for _ in range(c.n_layers)), 0)
 
-    def quantize_input(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Float frames ``(T, D)`` -> int8 ``(centered rows (T, D), frame means (T,))`` (the
-        host's float step): :func:`model.quantize.split_input`, then ``sat8(floor(v / s +
-        1/2))`` with the ``input`` and ``input_mean`` scales."""
-        centered, means = split_input(frames)
-        return (intops.saturate_i8(np.floor(centered / self.qm.scales["input"] + 0.5)),
-                intops.saturate_i8(np.floor(means / self.qm.scales["input_mean"] + 0.5)))
+    def quantize_input(self, frames: np.ndarray) -> np.ndarray:
+        """Float frames ``(T, D)`` -> int16 frames ``sat16(floor(x / s_input + 1/2))`` (the
+        host's one float step; float64 arithmetic)."""
+        x = np.asarray(frames, dtype=np.float64)
+        return intops.saturate_i16(np.floor(x / self.qm.scales["input"] + 0.5))
 
-    def infer(self, chunk, chunk_means, state: GoldenState | None = None, trace: bool = False
+    def infer(self, chunk, state: GoldenState | None = None, trace: bool = False
               ) -> tuple[Any, GoldenState, list[dict] | None]:
-        """One streaming step on an int8 chunk ``(L+R, D)`` (segment, then right context) of
-        centered rows and its frame means ``(L+R,)`` -> ``(segment output (L, D) int8 at the
-        last layer's ln_out scale, state, traces)``."""
+        """One streaming step on an int16 chunk ``(L+R, D)`` (segment, then right context) ->
+        ``(segment output (L, D) int16 at the last layer's ln_out scale, state, traces)``.
+        Traces hold the integer tensors of every layer; ``probs`` are the unsigned 8-bit
+        probabilities (the array operand is ``probs - 128``)."""
         c, o, i = self.cfg, self.ops, self.ints
         length, r = c.segment_length, c.right_context
-        if tuple(chunk.shape) != (length + r, c.d_model) or \
-                tuple(chunk_means.shape) != (length + r,):
-            raise ValueError(f"chunk must have shape {(length + r, c.d_model)} and its means "
-                             f"{(length + r,)} (segment_length + right_context rows), got "
-                             f"{tuple(chunk.shape)} and {tuple(chunk_means.shape)}")
+        if tuple(chunk.shape) != (length + r, c.d_model):
+            raise ValueError(f"chunk must have shape {(length + r, c.d_model)} (segment_length"
+                             f" + right_context rows), got {tuple(chunk.shape)}")
         state = self.init_state() if state is None else state
         x = o.cat([chunk[length:], chunk[:length]])
-        incoming = o.add_requant(o.mean_pool_i8(chunk[:length], axis=0),
-                                 o.mean_pool_i8(chunk_means[:length], axis=0),
-                                 i["input_mem.m_a"], i["input_mem.m_b"], i["input_mem.s"])
+        incoming = o.requantize(o.sum_rows_i16(chunk[:length], axis=0), i["input_mem.m"],
+                                i["input_mem.s"])
         layers, traces = [], []
         for layer, st in enumerate(state.layers):
             out, summary_out, st2, tr = self.layer_step(layer, x, st, trace)
@@ -255,22 +257,21 @@ class GoldenEncoder:
             x = out
         return x[r:], GoldenState(tuple(layers), state.segments + 1), traces if trace else None
 
-    def chunks(self, frames_q, means_q) -> list[tuple[Any, Any]]:
-        """The streaming chunks ``(frames[s*L : (s+1)*L + R], means[...])`` of an utterance."""
+    def chunks(self, frames_q) -> list[Any]:
+        """The streaming chunks ``frames[s*L : (s+1)*L + R]`` of an utterance."""
         c = self.cfg
         body = frames_q.shape[0] - c.right_context
         if body < c.segment_length or body % c.segment_length:
             raise ValueError(f"utterance of {frames_q.shape[0]} frames is not n*"
                              f"{c.segment_length} + {c.right_context}")
-        spans = [slice(s * c.segment_length, (s + 1) * c.segment_length + c.right_context)
-                 for s in range(body // c.segment_length)]
-        return [(frames_q[sp], means_q[sp]) for sp in spans]
+        return [frames_q[s * c.segment_length: (s + 1) * c.segment_length + c.right_context]
+                for s in range(body // c.segment_length)]
 
-    def stream(self, frames_q, means_q) -> Any:
-        """Run a whole quantized utterance chunk by chunk -> ``(S*L, D)`` int8."""
+    def stream(self, frames_q) -> Any:
+        """Run a whole int16 utterance chunk by chunk -> ``(S*L, D)`` int16."""
         state, outs = None, []
-        for chunk, means in self.chunks(frames_q, means_q):
-            out, state, _ = self.infer(chunk, means, state)
+        for chunk in self.chunks(frames_q):
+            out, state, _ = self.infer(chunk, state)
             outs.append(out)
         return self.ops.cat(outs)
 
@@ -301,8 +302,7 @@ def compare_with_float(qm: QuantModel, n_segments: int, input_seed: int,
 
     Returns ``sqnr_db`` (final encoder output), ``sqnr_db_per_layer`` (each layer's output over
     all segments) and, with ``per_op``, ``sqnr_db_per_op`` (``{layer: {trace key: dB}}``, masked
-    scores excluded; residual sums compared after removing each row's mean, to which the layer
-    is invariant). The input comes from :func:`model.calibration.calibration_utterance`.
+    scores excluded). The input comes from :func:`model.calibration.calibration_utterance`.
     """
     import torch
 
@@ -313,17 +313,17 @@ def compare_with_float(qm: QuantModel, n_segments: int, input_seed: int,
     model = build_model(cfg, seed=qm.seed)
     frames = calibration_utterance(cfg, n_segments, input_seed)
     gold = GoldenEncoder(qm)
-    frames_q, means_q = gold.quantize_input(frames)
+    frames_q = gold.quantize_input(frames)
     n_layers = cfg.model.n_layers
     acc: dict[tuple[int, str], tuple[list, list]] = {}
     fstate, gstate = None, None
-    with torch.no_grad():
-        for fchunk, (gchunk, gmeans) in zip(model.chunks(torch.as_tensor(frames)),
-                                            gold.chunks(frames_q, means_q), strict=True):
+    keys = TRACE_POINTS if per_op else {"ln_out": "ln_out"}
+    with torch.no_grad(), torch_single_thread():
+        for fchunk, gchunk in zip(model.chunks(torch.as_tensor(frames)),
+                                  gold.chunks(frames_q), strict=True):
             _, fstate, ftr = model.infer_trace(fchunk, fstate)
-            _, gstate, gtr = gold.infer(gchunk, gmeans, gstate, trace=True)
+            _, gstate, gtr = gold.infer(gchunk, gstate, trace=True)
             for layer in range(n_layers):
-                keys = TRACE_POINTS if per_op else {"ln_out": "ln_out"}
                 for key, point in keys.items():
                     f = ftr[layer][key].double().numpy()
                     g = gtr[layer][key].astype(np.float64) * qm.scale(layer, point)
@@ -331,12 +331,10 @@ def compare_with_float(qm: QuantModel, n_segments: int, input_seed: int,
                         keep = np.isfinite(f) if key == "scores" else np.broadcast_to(
                             gtr[layer]["allowed"], f.shape)
                         f, g = f[keep], g[keep]
-                    if key in RESIDUALS:
-                        f = f - f.mean(axis=1, keepdims=True)
-                        g = g - g.mean(axis=1, keepdims=True)
                     fs, gs = acc.setdefault((layer, key), ([], []))
                     fs.append(f.ravel())
                     gs.append(g.ravel())
+
     def db(layer: int, key: str) -> float:
         fs, gs = acc[(layer, key)]
         return sqnr_db(np.concatenate(fs), np.concatenate(gs))

@@ -11,7 +11,13 @@ Widths (the hardware contract):
 * operands int8 ``[-128, 127]``; accumulators int32;
 * requantization multiplier ``m`` unsigned 15-bit ``[0, 2**15 - 1]``, shift ``s`` in
   ``[1, 47]``; ``x * m + 2**(s-1)`` fits a signed 48-bit intermediate for int32 ``x``;
-  ``>>`` is an arithmetic shift (floor division by ``2**s``).
+  ``>>`` is an arithmetic shift (floor division by ``2**s``);
+* the residual stream (model input frames, residual sums, layer outputs, hence every
+  LayerNorm input) is int16 ``[-32768, 32767]``: :func:`add_requant_i16` adds an int8 branch
+  output to it and :func:`layernorm_i16` normalizes it to int8 (GEMM inputs) or int16 (the
+  layer output); its exact sums need ``2*log2(D) + 31`` bits (49 for ``D = 512``);
+* softmax probabilities are unsigned 8-bit (:func:`softmax_u8`), fed to the int8 array as
+  ``p - 128`` with the exact correction :func:`zero_point_bias` as the GEMM bias.
 """
 
 from __future__ import annotations
@@ -23,13 +29,18 @@ from typing import Any
 import numpy as np
 
 I8_MIN, I8_MAX = -128, 127
+I16_MIN, I16_MAX = -(2**15), 2**15 - 1
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 M_BITS = 15
 M_MAX = 2**M_BITS - 1
 S_MIN, S_MAX = 1, 47
 
-#: Softmax probabilities are int8 in [0, 127] with the fixed scale 2**-PROB_BITS.
+#: softmax_i8: probabilities are int8 in [0, 127] with the fixed scale 2**-PROB_BITS.
 PROB_BITS = 7
+#: softmax_u8: probabilities are unsigned 8-bit [0, 255] with the fixed scale 2**-PROB_U8_BITS,
+#: stored as the int8 GEMM operand ``p - PROB_ZERO_POINT`` (see :func:`zero_point_bias`).
+PROB_U8_BITS = 8
+PROB_ZERO_POINT = 128
 #: The exp LUT holds ``round(2**EXP_BITS * exp(-scale * d))``; entry 0 is 2**EXP_BITS.
 EXP_BITS = 15
 EXP_LUT_SIZE = 256
@@ -41,6 +52,13 @@ LN_FRAC_BITS = 8
 RSQRT_BITS = 17
 RSQRT_LUT_BASE = 64
 RSQRT_LUT_SIZE = 192
+#: rsqrt_multiplier accepts 1 <= v < 2**RSQRT_V_BITS (int16 LayerNorm variances up to D = 2**15).
+RSQRT_V_BITS = 62
+#: Widest row of the int8 / int16 LayerNorms.
+LN_MAX_D_I8 = 2**16 - 1
+LN_MAX_D_I16 = 2**15
+#: Most rows :func:`sum_rows_i16` adds (the int32 column sum cannot overflow).
+MAX_SUM_ROWS_I16 = 2**16 - 1
 
 
 class IntOpsError(ValueError):
@@ -70,13 +88,23 @@ def _round_half_up(q: Fraction) -> int:
 
 
 def _bit_length(a: np.ndarray) -> np.ndarray:
-    """Bit length of non-negative int64 values below 2**53 (exact via frexp)."""
-    return np.frexp(a.astype(np.float64))[1].astype(np.int64)
+    """Bit length of non-negative int64 values below 2**62, exact: each 31-bit half is
+    exactly representable in float64, where ``frexp`` gives its bit length."""
+    a = np.asarray(a, dtype=np.int64)
+    hi = a >> 31
+    lo = a & (2**31 - 1)
+    bl = lambda v: np.frexp(v.astype(np.float64))[1].astype(np.int64)  # noqa: E731
+    return np.where(hi > 0, 31 + bl(hi), bl(lo))
 
 
 def saturate_i8(x: Any) -> np.ndarray:
     """Clip integers to int8 ``[-128, 127]``."""
     return np.clip(np.asarray(x, dtype=np.int64), I8_MIN, I8_MAX).astype(np.int8)
+
+
+def saturate_i16(x: Any) -> np.ndarray:
+    """Clip integers to int16 ``[-32768, 32767]``."""
+    return np.clip(np.asarray(x, dtype=np.int64), I16_MIN, I16_MAX).astype(np.int16)
 
 
 def relu(x: Any) -> np.ndarray:
@@ -152,6 +180,15 @@ def requantize(acc: Any, m: Any, s: Any, relu: bool = False) -> np.ndarray:
     return saturate_i8(y)
 
 
+def requantize_i16(acc: Any, m: Any, s: Any, relu: bool = False) -> np.ndarray:
+    """int32 accumulator -> int16: ``sat16((acc * m + 2**(s-1)) >> s)`` (:func:`requantize`
+    with a 16-bit saturation; the same 48-bit datapath)."""
+    y = mul_shift_round(acc, m, s)
+    if relu:
+        y = np.maximum(y, 0)
+    return saturate_i16(y)
+
+
 # ----------------------------------------------------------------------------- GEMM
 
 
@@ -221,6 +258,24 @@ def add_requant(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = False) 
     return saturate_i8(y)
 
 
+def add_requant_i16(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = False
+                    ) -> np.ndarray:
+    """Residual add into the int16 residual stream: int16 ``a`` (scale s_a; an int8 branch
+    output is an int16 value) and int16 ``b`` (scale s_b) -> int16 (scale s_y):
+    ``sat16((a*m_a + b*m_b + 2**(s-1)) >> s)``. ``|a*m_a + b*m_b| <= 2**31 - 2**16`` (signed
+    32-bit); with the rounding constant the intermediate is the 48-bit requantization datapath.
+    Parameters from :func:`quantize_add_multipliers` (one shared shift)."""
+    aa = _ints(a, "a", I16_MIN, I16_MAX)
+    ba = _ints(b, "b", I16_MIN, I16_MAX)
+    ma = _ints(m_a, "m_a", 0, M_MAX)
+    mb = _ints(m_b, "m_b", 0, M_MAX)
+    sa = _ints(s, "s", S_MIN, S_MAX)
+    y = (aa * ma + ba * mb + (np.int64(1) << (sa - 1))) >> sa
+    if relu:
+        y = np.maximum(y, 0)
+    return saturate_i16(y)
+
+
 # ----------------------------------------------------------------------------- softmax
 
 
@@ -236,28 +291,25 @@ def make_exp_lut(score_scale: float) -> np.ndarray:
                      for d in range(EXP_LUT_SIZE)], dtype=np.int32)
 
 
-def softmax_reciprocal(row_sum: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row normalizer ``(m, s)`` with ``m / 2**s ~= 2**7 / row_sum``.
+def softmax_reciprocal(row_sum: Any, prob_bits: int = PROB_BITS
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row normalizer ``(m, s)`` with ``m / 2**s ~= 2**prob_bits / row_sum``.
 
     With ``L = bit_length(row_sum)``: ``m = floor((2**(L+14) - 1) / row_sum)`` (one integer
-    division, quotient in ``[2**14, 2**15 - 1]``) and ``s = L + 7``. Needs ``row_sum >= 2**15``
+    division, quotient in ``[2**14, 2**15 - 1]``) and ``s = L + 14 - prob_bits`` (``L + 7``
+    for :func:`softmax_i8`, ``L + 6`` for :func:`softmax_u8`). Needs ``row_sum >= 2**15``
     (the row maximum alone contributes ``2**15``).
     """
     total = _ints(row_sum, "row_sum", 2**EXP_BITS, I32_MAX)
+    if prob_bits not in (PROB_BITS, PROB_U8_BITS):
+        raise IntOpsError(f"prob_bits={prob_bits} must be {PROB_BITS} or {PROB_U8_BITS}")
     bitlen = _bit_length(total)
     m = ((np.int64(1) << (bitlen + 14)) - 1) // total
-    return m, bitlen + PROB_BITS
+    return m, bitlen + 14 - prob_bits
 
 
-def softmax_i8(scores: Any, exp_lut: Any, mask: Any = None) -> np.ndarray:
-    """Softmax over the last axis of int8 ``scores`` -> int8 probabilities in [0, 127], scale
-    ``2**-7``.
-
-    Per row over allowed entries (``mask`` True, broadcast to ``scores``; default all):
-    ``M = max x``; ``e_j = exp_lut[M - x_j]``; ``S = sum e_j`` (int32);
-    ``(m, s) = softmax_reciprocal(S)``; ``p_j = sat8((e_j*m + 2**(s-1)) >> s)``.
-    Disallowed entries get 0. Every row needs at least one allowed entry.
-    """
+def _softmax_e(scores: Any, exp_lut: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checked exp-table values ``e`` (0 where masked) of a softmax, and the int32 row sums."""
     x = _ints(scores, "scores", I8_MIN, I8_MAX)
     lut = _ints(exp_lut, "exp_lut", 0, 2**EXP_BITS)
     if lut.shape != (EXP_LUT_SIZE,) or lut[0] != 2**EXP_BITS:
@@ -272,8 +324,49 @@ def softmax_i8(scores: Any, exp_lut: Any, mask: Any = None) -> np.ndarray:
         raise IntOpsError("softmax row with no allowed entry (mask is all False for a row)")
     row_max = np.where(allowed, x, I8_MIN).max(axis=-1, keepdims=True)
     e = np.where(allowed, lut[np.where(allowed, row_max - x, 0)], 0)
-    m, s = softmax_reciprocal(e.sum(axis=-1, keepdims=True))
+    return e, e.sum(axis=-1, keepdims=True)
+
+
+def softmax_i8(scores: Any, exp_lut: Any, mask: Any = None) -> np.ndarray:
+    """Softmax over the last axis of int8 ``scores`` -> int8 probabilities in [0, 127], scale
+    ``2**-7``.
+
+    Per row over allowed entries (``mask`` True, broadcast to ``scores``; default all):
+    ``M = max x``; ``e_j = exp_lut[M - x_j]``; ``S = sum e_j`` (int32);
+    ``(m, s) = softmax_reciprocal(S)``; ``p_j = sat8((e_j*m + 2**(s-1)) >> s)``.
+    Disallowed entries get 0. Every row needs at least one allowed entry.
+    """
+    e, total = _softmax_e(scores, exp_lut, mask)
+    m, s = softmax_reciprocal(total)
     return saturate_i8(mul_shift_round(e, m, s))
+
+
+def softmax_u8(scores: Any, exp_lut: Any, mask: Any = None) -> np.ndarray:
+    """:func:`softmax_i8` with one more bit: unsigned 8-bit probabilities ``p`` in [0, 255],
+    scale ``2**-8`` (returned as int16 values): ``(m, s) = softmax_reciprocal(S, 8)``,
+    ``p_j = min(255, (e_j*m + 2**(s-1)) >> s)``; disallowed entries get 0.
+
+    The int8 x int8 array consumes ``p - 128`` (:func:`u8_to_i8`) and adds
+    :func:`zero_point_bias` of the other operand, which restores ``sum_j p_j v_j`` exactly.
+    """
+    e, total = _softmax_e(scores, exp_lut, mask)
+    m, s = softmax_reciprocal(total, PROB_U8_BITS)
+    return np.minimum(mul_shift_round(e, m, s), 2 * PROB_ZERO_POINT - 1).astype(np.int16)
+
+
+def u8_to_i8(p: Any) -> np.ndarray:
+    """Unsigned 8-bit values ``[0, 255]`` -> the int8 operand ``p - 128`` (zero point 128)."""
+    return (_ints(p, "p", 0, 2 * PROB_ZERO_POINT - 1) - PROB_ZERO_POINT).astype(np.int8)
+
+
+def zero_point_bias(b: Any) -> np.ndarray:
+    """int32 GEMM bias ``128 * sum_k b[k, j]`` of an int8 ``b`` (K, N), ``K <= 2**16 - 1``:
+    ``gemm_i32(u8_to_i8(p), b, zero_point_bias(b)) == p @ b`` exactly."""
+    ba = _ints(b, "b", I8_MIN, I8_MAX)
+    if ba.ndim != 2 or not 1 <= ba.shape[0] <= MAX_SOFTMAX_LEN:
+        raise IntOpsError(f"zero_point_bias needs b of shape (K, N), 1 <= K <= "
+                          f"{MAX_SOFTMAX_LEN}; got {ba.shape}")
+    return (PROB_ZERO_POINT * ba.sum(axis=0)).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- LayerNorm
@@ -290,13 +383,13 @@ RSQRT_LUT.flags.writeable = False
 
 
 def rsqrt_multiplier(v: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(m, s)`` with ``m / 2**s ~= 2**LN_FRAC_BITS / sqrt(v)`` for integers ``1 <= v < 2**47``.
+    """``(m, s)`` with ``m / 2**s ~= 2**LN_FRAC_BITS / sqrt(v)`` for integers ``1 <= v < 2**62``.
 
     ``L = bit_length(v)``, ``k = floor((L - 7) / 2)``; ``u = v >> 2k`` (``v << -2k`` when
     ``k < 0``) lies in ``[64, 255]``; ``m = RSQRT_LUT[u - 64]``, ``s = 17 + k - 8``
-    (``s`` in ``[6, 29]``). Relative error below 0.4 %.
+    (``s`` in ``[6, 36]``; ``[6, 29]`` for ``v < 2**47``). Relative error below 0.4 %.
     """
-    va = _ints(v, "v", 1, 2**47 - 1)
+    va = _ints(v, "v", 1, 2**RSQRT_V_BITS - 1)
     bitlen = _bit_length(va)
     k = (bitlen - 7) // 2
     u = np.where(k >= 0, va >> np.maximum(2 * k, 0), va << np.maximum(-2 * k, 0))
@@ -311,6 +404,18 @@ def layernorm_eps_int(eps: float, in_scale: float, d: int) -> int:
     return _round_half_up(Fraction(d * d) * Fraction(eps) / Fraction(in_scale) ** 2)
 
 
+def _layernorm_z(xa: np.ndarray, eps_int: int) -> np.ndarray:
+    """The shared normalization core (``xa`` already range-checked int64)."""
+    d = xa.shape[-1]
+    s1 = xa.sum(axis=-1, keepdims=True)
+    c = d * xa - s1
+    v = d * (xa * xa).sum(axis=-1, keepdims=True) - s1 * s1 + eps_int
+    safe = np.maximum(v, 1)
+    m, s = rsqrt_multiplier(safe)
+    z = mul_shift_round(c, m, s)
+    return np.where(v > 0, z, 0).astype(np.int32)
+
+
 def layernorm_normalize(x: Any, eps_int: int = 0) -> np.ndarray:
     """int8 rows (last axis, width D) -> ``z ~= 2**8 * (x - mean) / sqrt(var + eps)`` (int32).
 
@@ -320,17 +425,28 @@ def layernorm_normalize(x: Any, eps_int: int = 0) -> np.ndarray:
     """
     xa = _ints(x, "x", I8_MIN, I8_MAX)
     d = xa.shape[-1]
-    if not 1 <= d < 2**16:
-        raise IntOpsError(f"layernorm width {d} must be in [1, 65535]")
+    if not 1 <= d <= LN_MAX_D_I8:
+        raise IntOpsError(f"layernorm width {d} must be in [1, {LN_MAX_D_I8}]")
     if not 0 <= eps_int < 2**46:
         raise IntOpsError(f"eps_int={eps_int} must be in [0, 2**46)")
-    s1 = xa.sum(axis=-1, keepdims=True)
-    c = d * xa - s1
-    v = d * (xa * xa).sum(axis=-1, keepdims=True) - s1 * s1 + eps_int
-    safe = np.maximum(v, 1)
-    m, s = rsqrt_multiplier(safe)
-    z = mul_shift_round(c, m, s)
-    return np.where(v > 0, z, 0).astype(np.int32)
+    return _layernorm_z(xa, eps_int)
+
+
+def layernorm_normalize_i16(x: Any, eps_int: int = 0) -> np.ndarray:
+    """:func:`layernorm_normalize` of int16 rows (width ``1 <= D <= 2**15``), same formula.
+
+    Widths: ``|S| <= 2**15 D``; ``V = sum_{i<j} (x_i - x_j)**2 < 2**30 D**2`` (``2**48`` for
+    ``D = 512``), so ``D*sum x**2`` and ``S**2`` need ``2*log2(D) + 31`` bits unsigned;
+    ``|c_i| <= 65535 (D - 1) < 2**31``; ``eps_int < 2**60`` keeps ``V < 2**62``. On int8
+    rows the result equals :func:`layernorm_normalize` bit for bit.
+    """
+    xa = _ints(x, "x", I16_MIN, I16_MAX)
+    d = xa.shape[-1]
+    if not 1 <= d <= LN_MAX_D_I16:
+        raise IntOpsError(f"layernorm width {d} must be in [1, {LN_MAX_D_I16}]")
+    if not 0 <= eps_int < 2**60:
+        raise IntOpsError(f"eps_int={eps_int} must be in [0, 2**60)")
+    return _layernorm_z(xa, eps_int)
 
 
 def quantize_layernorm(gamma: Any, beta: Any, out_scale: float
@@ -357,11 +473,18 @@ def quantize_layernorm(gamma: Any, beta: Any, out_scale: float
     return gq.astype(np.int8), bq.astype(np.int32), m, s
 
 
-def layernorm_i8(x: Any, gamma_q: Any, beta_q: Any, m: int, s: int, eps_int: int = 0
-                 ) -> np.ndarray:
-    """LayerNorm of int8 rows -> int8: ``sat8(((z_i*gamma_q[i] + beta_q[i])*m + 2**(s-1))
-    >> s)`` with ``z = layernorm_normalize(x, eps_int)``."""
-    z = layernorm_normalize(x, eps_int).astype(np.int64)
+def layernorm_z_max(d: int) -> int:
+    """Bound on ``|z|`` of :func:`layernorm_normalize` / :func:`layernorm_normalize_i16` for
+    rows of width ``d``: ``|x_i - mean| <= sqrt((d-1) var)`` and the rsqrt gain error is below
+    0.4 %, so ``|z| <= floor(256 * sqrt(d - 1) * 1.004 + 1)`` (a one-hot row comes close)."""
+    if d < 1:
+        raise IntOpsError(f"layernorm width {d} must be >= 1")
+    return math.floor(2**LN_FRAC_BITS * math.sqrt(d - 1) * 1.004 + 1)
+
+
+def _layernorm_affine(z: np.ndarray, gamma_q: Any, beta_q: Any, m: int, s: int,
+                      out_bits: int = 8) -> np.ndarray:
+    z = z.astype(np.int64)
     g = _ints(gamma_q, "gamma_q", I8_MIN, I8_MAX)
     b = _ints(beta_q, "beta_q", I32_MIN, I32_MAX)
     if g.shape != (z.shape[-1],) or b.shape != g.shape:
@@ -370,7 +493,28 @@ def layernorm_i8(x: Any, gamma_q: Any, beta_q: Any, m: int, s: int, eps_int: int
     acc = z * g + b
     if acc.size and (acc.min() < I32_MIN or acc.max() > I32_MAX):
         raise IntOpsError("LayerNorm affine accumulator overflows int32; reduce beta_q")
-    return requantize(acc, m, s)
+    if out_bits == 8:
+        return requantize(acc, m, s)
+    if out_bits == 16:
+        return requantize_i16(acc, m, s)
+    raise IntOpsError(f"out_bits={out_bits} must be 8 or 16")
+
+
+def layernorm_i8(x: Any, gamma_q: Any, beta_q: Any, m: int, s: int, eps_int: int = 0
+                 ) -> np.ndarray:
+    """LayerNorm of int8 rows -> int8: ``sat8(((z_i*gamma_q[i] + beta_q[i])*m + 2**(s-1))
+    >> s)`` with ``z = layernorm_normalize(x, eps_int)``."""
+    return _layernorm_affine(layernorm_normalize(x, eps_int), gamma_q, beta_q, m, s)
+
+
+def layernorm_i16(x: Any, gamma_q: Any, beta_q: Any, m: int, s: int, eps_int: int = 0,
+                  out_bits: int = 8) -> np.ndarray:
+    """LayerNorm of int16 rows (the residual stream) -> int8 (``out_bits=8``, GEMM inputs) or
+    int16 (``out_bits=16``, the layer output): :func:`layernorm_i8`'s formula with ``z =
+    layernorm_normalize_i16(x, eps_int)`` and ``sat8`` or ``sat16`` at the end. With
+    ``out_bits=8`` it equals :func:`layernorm_i8` on int8 rows."""
+    return _layernorm_affine(layernorm_normalize_i16(x, eps_int), gamma_q, beta_q, m, s,
+                             out_bits)
 
 
 # ----------------------------------------------------------------------------- pooling, LUTs
@@ -385,6 +529,17 @@ def mean_pool_i8(x: Any, axis: int = 0) -> np.ndarray:
         raise IntOpsError("mean_pool_i8 over an empty axis")
     total = xa.sum(axis=axis)
     return ((2 * total + n) // (2 * n)).astype(np.int8)
+
+
+def sum_rows_i16(x: Any, axis: int = 0) -> np.ndarray:
+    """Exact sum of int16 values along ``axis`` -> int32. At most ``2**16 - 1`` values, so
+    ``|S| <= (2**16 - 1) * 2**15 < 2**31``. Followed by a requantization with ``m / 2**s ~=
+    s_in / (n * s_out)`` it is a mean pool plus a scale change with one rounding."""
+    xa = _ints(x, "x", I16_MIN, I16_MAX)
+    n = xa.shape[axis]
+    if not 1 <= n <= MAX_SUM_ROWS_I16:
+        raise IntOpsError(f"sum_rows_i16 over {n} values; need 1 .. {MAX_SUM_ROWS_I16}")
+    return xa.sum(axis=axis).astype(np.int32)
 
 
 def make_lut_i8(fn: Any, in_scale: float, out_scale: float) -> np.ndarray:

@@ -3,7 +3,8 @@
 ``export`` builds the float model from ``--seed``, calibrates it on seeded calibration data,
 quantizes it and writes ``weights.npz``, ``manifest.json`` and ``hex/`` atomically.
 ``golden`` loads an export (validated against ``--config``), streams a seeded utterance
-through the integer golden model and the float model and reports the SQNR per layer.
+through the integer golden model and the float model and reports the SQNR per layer; with
+``--seeds A-B`` it sweeps input seeds and reports each layer's minimum and mean.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "export", help="quantize the model and write weights.npz, manifest.json, hex images",
         description="Build the float model from --seed, calibrate (torch.ao observers) on "
-        "seeded calibration data, quantize to int8/int32 and write DIR/weights.npz, "
+        "seeded calibration data, quantize (int8 GEMM operands, int16 residual stream, int32 "
+        "biases) and write DIR/weights.npz, "
         "DIR/manifest.json and DIR/hex/*.hex ($readmemh). The same seed and config give "
         "byte-identical files; the write is atomic.")
     add_config_args(ex)
@@ -55,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="streaming segments to run (default 8)")
     go.add_argument("--seed", type=int, default=1234, metavar="S",
                     help="seed of the input utterance (default 1234)")
+    go.add_argument("--seeds", metavar="A-B|LIST",
+                    help="sweep these input seeds (e.g. 0-9 or 0,3,7) and report the minimum "
+                    "and mean SQNR of each layer over them (replaces --seed)")
     go.add_argument("--per-op", action="store_true",
                     help="also report the SQNR of every intermediate tensor per layer")
     add_json_arg(go)
@@ -83,14 +88,35 @@ def _db(v: float) -> float | None:
     return None if math.isinf(v) else round(v, 3)
 
 
+def _parse_seeds(text: str) -> list[int]:
+    """``"0-9"`` or ``"0,3,7"`` -> a list of input seeds."""
+    try:
+        if "-" in text.strip("-"):
+            lo, hi = (int(v) for v in text.split("-", 1))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds {text!r}: expected a range A-B with 0 <= A <= B or a list "
+                        "of non-negative seeds like 0,3,7")
+    return seeds
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from model.export import load_export
     from model.golden import compare_with_float
 
     if args.segments < 1:
         raise UserError(f"--segments must be >= 1, got {args.segments}")
+    if args.seeds is not None and args.per_op:
+        raise UserError("--per-op reports one input; use it with --seed, not --seeds")
+    seeds = _parse_seeds(args.seeds) if args.seeds is not None else None
     cfg = config_from_args(args)
     qm = load_export(args.weights, cfg)
+    if seeds is not None:
+        return _golden_sweep(args, qm, seeds, cfg.digest())
     log.info("running %d segments (input seed %d) ...", args.segments, args.seed)
     rep = compare_with_float(qm, args.segments, args.seed, per_op=args.per_op)
     out: dict[str, Any] = {"sqnr_db": _db(rep["sqnr_db"]),
@@ -112,4 +138,28 @@ def cmd_golden(args: argparse.Namespace) -> int:
         print(format_table(["tensor"] + [f"L{i}" for i in rep["sqnr_db_per_op"]],
                            [[k] + [out["sqnr_db_per_op"][str(i)][k]
                                    for i in rep["sqnr_db_per_op"]] for k in keys]))
+    return 0
+
+
+def _golden_sweep(args: argparse.Namespace, qm, seeds: list[int], digest: str) -> int:
+    from model.golden import compare_with_float
+
+    log.info("running %d segments for %d input seeds ...", args.segments, len(seeds))
+    per_seed = {seed: compare_with_float(qm, args.segments, seed)["sqnr_db_per_layer"]
+                for seed in seeds}
+    n_layers = qm.config.model.n_layers
+    lows = [min(per_seed[s][i] for s in seeds) for i in range(n_layers)]
+    means = [sum(per_seed[s][i] for s in seeds) / len(seeds) for i in range(n_layers)]
+    out: dict[str, Any] = {
+        "input_seeds": seeds, "segments": args.segments,
+        "sqnr_db_per_layer_min": [_db(v) for v in lows],
+        "sqnr_db_per_layer_mean": [_db(v) for v in means],
+        "worst_layer_per_seed": {str(s): _db(min(per_seed[s])) for s in seeds},
+        "weights": str(args.weights), "config_digest": digest}
+    if args.json:
+        emit(out)
+        return 0
+    rows = [[f"layer {i}", out["sqnr_db_per_layer_min"][i], out["sqnr_db_per_layer_mean"][i]]
+            for i in range(n_layers)]
+    print(format_table([f"SQNR vs float (dB), seeds {args.seeds}", "min", "mean"], rows))
     return 0

@@ -76,9 +76,16 @@ def test_manifest_checksums_scales_and_roundtrip(qm, exported):
         assert np.array_equal(loaded.weight_scales[name], s)
     # The loaded model computes the same integers.
     g1, g2 = GoldenEncoder(qm), GoldenEncoder(loaded)
-    xq = np.random.default_rng(1).integers(-100, 100, (9, 64)).astype(np.int8)
-    mq = np.arange(9, dtype=np.int8)
-    assert np.array_equal(g1.stream(xq, mq), g2.stream(xq, mq))
+    xq = np.random.default_rng(1).integers(-30000, 30000, (9, 64)).astype(np.int16)
+    assert np.array_equal(g1.stream(xq), g2.stream(xq))
+    # Storage formats of the activations: the int16 residual stream, uint8 probabilities.
+    assert man["version"] == 2 and man["numerics"]["prob_bits"] == 8
+    assert man["numerics"]["prob_zero_point"] == 128
+    fmt = man["formats"]
+    assert set(fmt) == set(man["scales"])
+    assert fmt["input"] == fmt["L0.x_in"] == fmt["L1.x_in"] == fmt["L0.ln_out"] == "int16"
+    assert fmt["L1.resid1"] == fmt["L1.resid2"] == "int16" and fmt["L0.prob"] == "uint8"
+    assert fmt["L0.attn_in"] == fmt["L1.ffn_out"] == fmt["L0.score"] == "int8"
 
 
 def _parse_hex(path: Path, bits: int) -> list[int]:
@@ -230,6 +237,21 @@ def test_config_mismatch_names_the_field(exported):
         load_export(exported, TINY.replace(rows=8))
 
 
+def test_wrong_activation_format(exported):
+    _edit_manifest(exported, lambda m: m["formats"].__setitem__("L1.resid2", "int8"))
+    with pytest.raises(ExportError, match=r"formats\['L1.resid2'\] is 'int8', expected 'int16'"):
+        load_export(exported)
+    _edit_manifest(exported, lambda m: m.pop("formats"))
+    with pytest.raises(ExportError, match=r"field 'formats' is missing"):
+        load_export(exported)
+
+
+def test_old_format_version_is_rejected(exported):
+    _edit_manifest(exported, lambda m: m.__setitem__("version", 1))
+    with pytest.raises(ExportError, match=r"'format'/'version'.*version 2"):
+        load_export(exported)
+
+
 def test_missing_scale_and_bad_manifest(exported, tmp_path):
     _edit_manifest(exported, lambda m: m["scales"].pop("L1.ffn_out"))
     with pytest.raises(ExportError, match=r"scale 'L1.ffn_out' is missing"):
@@ -258,6 +280,25 @@ def test_cli_golden_per_op_table(exported, capsys):
                  "--segments", "2", "--per-op"]) == 0
     text = capsys.readouterr().out
     assert "encoder output" in text and "probs" in text and "ln_ffn" in text
+
+
+def test_cli_golden_seed_sweep(exported, capsys):
+    assert main(["golden", "--config", "configs/tiny.toml", "--weights", str(exported),
+                 "--segments", "2", "--seeds", "0-2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["input_seeds"] == [0, 1, 2] and set(out["worst_layer_per_seed"]) == {"0", "1", "2"}
+    lows, means = out["sqnr_db_per_layer_min"], out["sqnr_db_per_layer_mean"]
+    assert len(lows) == len(means) == 2 and all(lo <= m for lo, m in zip(lows, means, strict=True))
+    assert min(lows) == min(out["worst_layer_per_seed"].values())
+    assert main(["golden", "--config", "configs/tiny.toml", "--weights", str(exported),
+                 "--segments", "1", "--seeds", "4,7"]) == 0
+    assert "min" in capsys.readouterr().out
+    for bad in ("x", "5-2", "-3"):
+        assert main(["golden", "--config", "configs/tiny.toml", "--weights", str(exported),
+                     "--seeds", bad]) == 2
+        assert "--seeds" in capsys.readouterr().err
+    assert main(["golden", "--config", "configs/tiny.toml", "--weights", str(exported),
+                 "--seeds", "0-1", "--per-op"]) == 2
 
 
 def test_cli_golden_rejects_mismatched_config(exported, capsys):

@@ -13,10 +13,18 @@ from model.encoder import build_model, step_attention_mask
 from model.fakequant import TORCH_OPS, FakeQuantEncoder
 from model.folding import expand_mask
 from model.golden import GoldenEncoder, compare_with_float, sqnr_db, step_mask
-from model.quantize import quantize_model
+from model.quantize import quantize_model, torch_single_thread
 
 TINY = load_config("configs/tiny.toml")
 DEMO = load_config("configs/demo.toml")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small per-segment tensors: one intra-op thread is much faster (model.quantize.
+    torch_single_thread); restored after this module."""
+    with torch_single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +32,17 @@ def tiny_qm():
     return quantize_model(TINY, seed=0)
 
 
+@pytest.fixture(scope="module")
+def demo_qm():
+    return quantize_model(DEMO, seed=0)
+
+
 def _run(qm, n_segments, seed=7):
     gold = GoldenEncoder(qm)
-    xq, mq = gold.quantize_input(calibration_utterance(qm.config, n_segments, seed))
+    xq = gold.quantize_input(calibration_utterance(qm.config, n_segments, seed))
     states, traces, outs = [gold.init_state()], [], []
-    for chunk, means in gold.chunks(xq, mq):
-        out, st, tr = gold.infer(chunk, means, states[-1], trace=True)
+    for chunk in gold.chunks(xq):
+        out, st, tr = gold.infer(chunk, states[-1], trace=True)
         states.append(st)
         traces.append(tr)
         outs.append(out)
@@ -103,22 +116,54 @@ def test_probabilities_and_masking(tiny_qm):
     c = TINY.model
     _, _, traces, _ = _run(tiny_qm, 3)
     tr = traces[2][0]
-    probs, allowed = tr["probs"], tr["allowed"]
+    probs, allowed = tr["probs"].astype(int), tr["allowed"]
     n_mem = 2 * c.fold_factor  # two memories after two segments
     assert np.all(probs[:, -c.fold_factor:, :n_mem] == 0)  # summary rows never see memory
     assert np.all(probs[:, :-c.fold_factor, :n_mem].sum(axis=-1) > 0)
-    assert np.all(probs[:, ~allowed] == 0) and probs.min() >= 0
-    assert np.all(np.abs(probs.astype(int).sum(axis=-1) - 128) <= probs.shape[-1])
+    assert np.all(probs[:, ~allowed] == 0) and probs.min() >= 0 and probs.max() <= 255
+    assert np.all(np.abs(probs.sum(axis=-1) - 256) <= probs.shape[-1])  # scale 2**-8
 
 
-@pytest.mark.parametrize("cfg", [TINY, DEMO], ids=["tiny", "demo"])
-def test_sqnr_acceptance(cfg):
-    """Acceptance: >= 25 dB per layer over 8 segments of the default input (export seed 0,
-    input seed 1234). Other input seeds spread widely (docs/NUMERICS.md, "Accuracy")."""
-    rep = compare_with_float(quantize_model(cfg, seed=0), 8, 1234)
-    assert len(rep["sqnr_db_per_layer"]) == cfg.model.n_layers
-    assert min(rep["sqnr_db_per_layer"]) >= 25.0, rep
-    assert rep["sqnr_db"] == rep["sqnr_db_per_layer"][-1]
+def test_int16_stream_stays_inside_its_range(tiny_qm):
+    """Residual sums and layer outputs are int16 with worst-case scales: no value reaches
+    the saturation limits (the input is the only int16 tensor with a calibrated range)."""
+    _, _, traces, outs = _run(tiny_qm, 4, seed=3)
+    for tr in traces:
+        for layer in tr:
+            assert layer["x_in"].dtype == np.int16
+            for key in ("resid1", "resid2", "ln_out"):
+                v = np.asarray(layer[key]).astype(int)
+                assert layer[key].dtype == np.int16 and v.min() > -32768 and v.max() < 32767
+            assert layer["ln_in"].dtype == np.int8 and layer["ln_ffn"].dtype == np.int8
+    assert all(o.dtype == np.int16 for o in outs)
+
+
+# Acceptance (docs/NUMERICS.md, "Accuracy"): >= 25 dB for every layer over 8 segments, export
+# seed 0, every input seed 0..9 and the default 1234. Measured worst layer: tiny 31.4 dB,
+# demo 29.9 dB (seed 7); the old int8 residual stream failed on demo seeds 0, 1, 7 and tiny 1.
+@pytest.mark.parametrize("name", ["tiny", "demo"])
+def test_sqnr_acceptance_every_input_seed(name, tiny_qm, demo_qm):
+    qm = tiny_qm if name == "tiny" else demo_qm
+    worst = {}
+    for seed in [*range(10), 1234]:
+        rep = compare_with_float(qm, 8, seed)
+        assert len(rep["sqnr_db_per_layer"]) == qm.config.model.n_layers
+        assert rep["sqnr_db"] == rep["sqnr_db_per_layer"][-1]
+        worst[seed] = min(rep["sqnr_db_per_layer"])
+    assert min(worst.values()) >= 25.0, worst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny", "demo"])
+def test_sqnr_robust_over_export_and_input_seeds(name):
+    """Beyond the acceptance: export seeds 1..3, input seeds 0..39 (measured worst layer
+    28.9 dB on tiny, 28.2 dB on demo)."""
+    cfg = TINY if name == "tiny" else DEMO
+    for export_seed in (1, 2, 3):
+        qm = quantize_model(cfg, seed=export_seed)
+        worst = {seed: min(compare_with_float(qm, 8, seed)["sqnr_db_per_layer"])
+                 for seed in range(40)}
+        assert min(worst.values()) >= 25.0, (export_seed, worst)
 
 
 VARIANTS = [{}, {"fold_factor": 1}, {"fold_scope": "attn+ffn", "memory_squash": "tanh"},
@@ -128,10 +173,10 @@ VARIANTS = [{}, {"fold_factor": 1}, {"fold_scope": "attn+ffn", "memory_squash": 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(kw) or "tiny")
 def test_fakequant_is_bit_identical(kw):
     cfg = TINY.replace(**kw)
-    qm = quantize_model(cfg, seed=2)
+    qm = quantize_model(cfg, seed=2, n_utterances=2, n_segments=4)
     frames = calibration_utterance(cfg, 5, 11)
     gold = GoldenEncoder(qm)
-    want = gold.stream(*gold.quantize_input(frames))
+    want = gold.stream(gold.quantize_input(frames))
     fq = FakeQuantEncoder(qm)
     got = fq.stream_int(torch.as_tensor(frames))
     assert np.array_equal(got.numpy(), want.astype(np.int64))
@@ -141,12 +186,11 @@ def test_fakequant_is_bit_identical(kw):
 
 def test_fakequant_traces_match_step_by_step(tiny_qm):
     gold, fgold = GoldenEncoder(tiny_qm), GoldenEncoder(tiny_qm, TORCH_OPS)
-    xq, mq = gold.quantize_input(calibration_utterance(TINY, 3, 5))
+    xq = gold.quantize_input(calibration_utterance(TINY, 3, 5))
     sg, sf = None, None
-    for chunk, means in gold.chunks(xq, mq):
-        _, sg, tg = gold.infer(chunk, means, sg, trace=True)
-        _, sf, tf = fgold.infer(TORCH_OPS.asarray(chunk), TORCH_OPS.asarray(means), sf,
-                                trace=True)
+    for chunk in gold.chunks(xq):
+        _, sg, tg = gold.infer(chunk, sg, trace=True)
+        _, sf, tf = fgold.infer(TORCH_OPS.asarray(chunk), sf, trace=True)
         for lg, lf in zip(tg, tf, strict=True):
             for key in lg:
                 assert np.array_equal(np.asarray(lf[key]), lg[key]), key
@@ -165,17 +209,42 @@ def test_torch_ops_match_numpy_ops_on_random_inputs():
     mask[:, 0] = True
     assert np.array_equal(TORCH_OPS.softmax_i8(t(x), t(lut), t(mask)).numpy(),
                           intops.softmax_i8(x, lut, mask))
+    p = intops.softmax_u8(x, lut, mask)
+    assert np.array_equal(TORCH_OPS.softmax_u8(t(x), t(lut), t(mask)).numpy(), p)
+    v = rng.integers(-128, 128, (40, 7))
+    assert np.array_equal(TORCH_OPS.u8_to_i8(t(p)).numpy(), intops.u8_to_i8(p))
+    assert np.array_equal(TORCH_OPS.zero_point_bias(t(v)).numpy(), intops.zero_point_bias(v))
     g, b = rng.integers(-127, 128, 40), rng.integers(-5000, 5000, 40)
     x[0] = 3  # a constant row
     assert np.array_equal(TORCH_OPS.layernorm_i8(t(x), t(g), t(b), 20000, 22, 5).numpy(),
                           intops.layernorm_i8(x, g, b, 20000, 22, 5))
+    x16 = rng.integers(-(2**15), 2**15, (6, 40))
+    x16[1] = -(2**15)  # constant row
+    x16[2] = np.where(np.arange(40) % 2, 2**15 - 1, -(2**15))  # largest variance
+    for bits in (8, 16):
+        assert np.array_equal(
+            TORCH_OPS.layernorm_i16(t(x16), t(g), t(b), 20000, 22, 7, bits).numpy(),
+            intops.layernorm_i16(x16, g, b, 20000, 22, 7, out_bits=bits))
+    # Variances beyond 2**53 (exact bit length in both backends): a wide row.
+    wide = np.where(np.arange(2**15) % 3 == 0, 2**15 - 1, -(2**15))[None, :]
+    gw, bw = np.full(2**15, 100), np.zeros(2**15, np.int64)
+    assert np.array_equal(TORCH_OPS.layernorm_i16(t(wide), t(gw), t(bw), 2**14, 14, 0, 16)
+                          .numpy(), intops.layernorm_i16(wide, gw, bw, 2**14, 14, 0, 16))
     assert np.array_equal(TORCH_OPS.mean_pool_i8(t(x), axis=0).numpy(),
                           intops.mean_pool_i8(x, axis=0))
+    assert np.array_equal(TORCH_OPS.sum_rows_i16(t(x16), axis=0).numpy(),
+                          intops.sum_rows_i16(x16, axis=0))
     assert np.array_equal(TORCH_OPS.add_requant(t(x), t(x[::-1].copy()), 300, 20000, 15).numpy(),
                           intops.add_requant(x, x[::-1], 300, 20000, 15))
+    assert np.array_equal(
+        TORCH_OPS.add_requant_i16(t(x), t(x16), 30000, 20000, 15).numpy(),
+        intops.add_requant_i16(x, x16, 30000, 20000, 15))
+    assert np.array_equal(
+        TORCH_OPS.add_requant_i16(t(x16), t(x16[::-1].copy()), 2**15 - 1, 2**15 - 1, 1)
+        .numpy(), intops.add_requant_i16(x16, x16[::-1], 2**15 - 1, 2**15 - 1, 1))
 
 
 def test_bad_chunk_shape_is_rejected(tiny_qm):
     gold = GoldenEncoder(tiny_qm)
     with pytest.raises(ValueError, match="chunk must have shape"):
-        gold.infer(np.zeros((3, 64), np.int8), np.zeros(3, np.int8))
+        gold.infer(np.zeros((3, 64), np.int16))

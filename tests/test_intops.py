@@ -389,3 +389,243 @@ def test_rsqrt_multiplier_every_bit_length_densely():
         m, s = io.rsqrt_multiplier(v)
         rel = m / np.exp2(s) * np.sqrt(v.astype(np.float64)) / 2**8 - 1
         assert np.abs(rel).max() <= 0.004, bits
+
+
+# ----------------------------------------------------------------------------- int16 stream
+
+I16 = st.integers(-(2**15), 2**15 - 1)
+
+
+def ref_sat16(v: int) -> int:
+    return max(-(2**15), min(2**15 - 1, v))
+
+
+@given(I32, M, S, st.booleans())
+def test_requantize_i16_matches_exact_rounding(x, m, s, relu):
+    rounded = ref_round(Fraction(x * m, 2**s))
+    got = io.requantize_i16(np.array([x], np.int32), m, s, relu=relu)
+    assert got.dtype == np.int16
+    assert int(got[0]) == ref_sat16(max(rounded, 0) if relu else rounded)
+
+
+@given(SCALE, SCALE, SCALE, st.one_of(I8, I16), I16)
+def test_add_requant_i16_within_bound(sa, sb, sy, a, b):
+    if max(sa, sb) / sy > 16000:
+        return
+    ma, mb, s = io.quantize_add_multipliers(sa, sb, sy)
+    got = io.add_requant_i16(np.array([a]), np.array([b]), ma, mb, s)
+    assert got.dtype == np.int16
+    # Exact integer formula (the products fit signed 32 bit).
+    assert abs(a * ma + b * mb) <= 2**31 - 2**16
+    assert int(got[0]) == ref_sat16(ref_round(Fraction(a * ma + b * mb, 2**s)))
+    # Against real arithmetic: rounding plus the multipliers' quantization error.
+    real = a * sa / sy + b * sb / sy
+    err = abs(a) * abs(ma / 2**s - sa / sy) + abs(b) * abs(mb / 2**s - sb / sy)
+    assert abs(int(got[0]) - min(32767.0, max(-32768.0, real))) <= 0.5 + err + 1e-6
+    assert err <= (abs(a) + abs(b)) * 2.0 ** -(s + 1) + 1e-12
+
+
+def test_add_requant_i16_ties_saturation_and_largest_values():
+    # y = (a + b) / 2 exactly: ties round towards +inf for both signs.
+    ma, mb, s = io.quantize_add_multipliers(0.1, 0.1, 0.2)
+    a = np.array([1, -1, 3, -3, 127, -128])
+    b = np.array([0, 0, 0, 0, 32767, -32768])
+    assert io.add_requant_i16(a, b, ma, mb, s).tolist() == [1, 0, 2, -1, 16447, -16448]
+    # Largest operands and multipliers: |t| <= 2**31 - 2**16, the result saturates at int16.
+    big = np.array([32767, -32768])
+    assert io.add_requant_i16(big, big, 2**15 - 1, 2**15 - 1, 1).tolist() == [32767, -32768]
+    assert io.add_requant_i16(big, big, 2**15 - 1, 2**15 - 1, 47).tolist() == [0, 0]
+    assert io.add_requant_i16(big, big, 0, 0, 5).tolist() == [0, 0]
+    assert io.add_requant_i16(np.array([-5]), np.array([2]), 2**14, 2**14, 14,
+                              relu=True).tolist() == [0]
+    # An int8 branch plus an int16 stream (the model's residual add) equals add_requant on
+    # int8 pairs except for the saturation bound.
+    grid_a, grid_b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    ma, mb, s = io.quantize_add_multipliers(0.02, 0.05, 0.001)
+    wide = io.add_requant_i16(grid_a, grid_b, ma, mb, s).astype(np.int64)
+    assert np.array_equal(io.add_requant(grid_a, grid_b, ma, mb, s), np.clip(wide, -128, 127))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(a=[2**15], b=[0]), "a"), (dict(a=[0], b=[-(2**15) - 1]), "b"),
+    (dict(a=[0], b=[0], m_a=2**15), "m_a"), (dict(a=[0], b=[0], s=0), "s"),
+])
+def test_add_requant_i16_rejects_out_of_contract(kwargs, name):
+    args = dict(m_a=1, m_b=1, s=1) | kwargs
+    with pytest.raises(io.IntOpsError, match=rf"^{name} "):
+        io.add_requant_i16(np.array(args["a"]), np.array(args["b"]), args["m_a"], args["m_b"],
+                           args["s"])
+
+
+@given(st.integers(1, 2**62 - 1))
+def test_rsqrt_multiplier_wide_range_within_0_4_percent(v):
+    m, s = io.rsqrt_multiplier(v)
+    assert 0 < int(m) < 2**15 and 6 <= int(s) <= 36
+    assert abs(int(m) / 2 ** int(s) * math.sqrt(v) / 2**8 - 1) <= 0.004
+
+
+def test_bit_length_is_exact_beyond_float_precision():
+    v = np.array([1, 2**53 - 1, 2**53, 2**53 + 1, 2**62 - 1, 2**31 - 1, 2**31, 0])
+    assert io._bit_length(v).tolist() == [int(x).bit_length() for x in v.tolist()]
+    with pytest.raises(io.IntOpsError, match="^v "):
+        io.rsqrt_multiplier(2**62)
+
+
+def _float_layernorm(x, gq, bq, gamma, eps_int, in_scale, d):
+    s_g = np.max(np.abs(gamma)) / 127
+    g_real, b_real = gq * s_g, bq * s_g / 256
+    xr = x.astype(np.float64) * in_scale
+    denom = np.sqrt(xr.var(-1, keepdims=True) + eps_int * in_scale**2 / d**2)
+    centered = xr - xr.mean(-1, keepdims=True)
+    norm = np.divide(centered, denom, out=np.zeros_like(xr), where=denom > 0)
+    return norm, g_real, b_real
+
+
+@settings(max_examples=150)
+@given(st.sampled_from([4, 16, 33, 128, 512]), st.sampled_from([8, 16]), st.data())
+def test_layernorm_i16_close_to_float(d, out_bits, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    spread = data.draw(st.sampled_from([1, 7, 300, 20000, 32767]))
+    offset = data.draw(st.integers(-30000, 30000))
+    x = np.clip(rng.integers(-spread, spread + 1, (3, d)) + offset, -(2**15), 2**15 - 1)
+    if data.draw(st.booleans()):  # a peaky row: one large value over a flat background
+        x[0] = offset // 2
+        x[0, rng.integers(d)] = 2**15 - 1
+    gamma, beta = rng.uniform(-2.0, 2.0, d), rng.uniform(-1.0, 1.0, d)
+    top = 127 if out_bits == 8 else 32767
+    out_scale = data.draw(st.floats(0.002, 0.2)) * 127 / top
+    in_scale, eps = 1e-4, 1e-5
+    gq, bq, m, s = io.quantize_layernorm(gamma, beta, out_scale)
+    eps_int = io.layernorm_eps_int(eps, in_scale, d)
+    y = io.layernorm_i16(x, gq, bq, m, s, eps_int, out_bits=out_bits)
+    assert y.dtype == (np.int8 if out_bits == 8 else np.int16)
+    z = io.layernorm_normalize_i16(x, eps_int)
+    assert np.abs(z).max() <= io.layernorm_z_max(d)
+    norm, g_real, b_real = _float_layernorm(x, gq, bq, gamma, eps_int, in_scale, d)
+    want = (norm * g_real + b_real) / out_scale
+    tol = (np.abs(g_real) * (0.004 * np.abs(norm) + 2**-9)) / out_scale + 0.5 \
+        + np.abs(want) * 2**-14 + 1e-6
+    assert np.all(np.abs(y - np.clip(want, -top - 1, top)) <= tol)
+
+
+@settings(max_examples=100)
+@given(st.integers(1, 64), st.integers(0, 2**20), st.data())
+def test_layernorm_i16_equals_i8_on_int8_rows(d, eps_int, data):
+    x = data.draw(i8_arrays((3, d)))
+    rng = np.random.default_rng(d)
+    gq, bq = rng.integers(-127, 128, d), rng.integers(-5000, 5000, d)
+    assert np.array_equal(io.layernorm_normalize_i16(x, eps_int),
+                          io.layernorm_normalize(x, eps_int))
+    assert np.array_equal(io.layernorm_i16(x, gq, bq, 20000, 22, eps_int),
+                          io.layernorm_i8(x, gq, bq, 20000, 22, eps_int))
+
+
+@given(st.integers(1, 64), st.data())
+def test_layernorm_i16_exact_invariances(d, data):
+    x = np.array(data.draw(st.lists(st.integers(-8000, 8000), min_size=2 * d,
+                                    max_size=2 * d))).reshape(2, d)
+    shift = data.draw(st.integers(-8000, 8000))
+    z = io.layernorm_normalize_i16(x)
+    assert np.array_equal(io.layernorm_normalize_i16(x + shift), z)
+    assert np.array_equal(io.layernorm_normalize_i16(4 * x), z)  # V x16: u same, s + 2
+
+
+def test_layernorm_i16_largest_values_do_not_overflow():
+    # Widest variance at D = 512 (half the row at each end of int16): V = 2**30 * D**2 ~ 2**48.
+    for d in (512, 2**15):
+        x = np.where(np.arange(d) % 2 == 0, 2**15 - 1, -(2**15))[None, :]
+        z = io.layernorm_normalize_i16(x, 2**60 - 1 if d == 2**15 else 0)
+        assert np.all(np.abs(z) <= io.layernorm_z_max(d))
+        if d == 512:
+            assert np.all(np.abs(np.abs(z) - 256) <= 2)  # +-1 standard deviation
+    # A one-hot row reaches the |z| bound up to the rsqrt gain error.
+    d = 512
+    x = np.full((1, d), -(2**15))
+    x[0, 3] = 2**15 - 1
+    z = io.layernorm_normalize_i16(x)
+    assert 0.99 * 256 * math.sqrt(d - 1) <= z.max() <= io.layernorm_z_max(d)
+    y = io.layernorm_i16(x, np.full(d, 127), np.zeros(d, np.int64), 2**15 - 1, 1, out_bits=16)
+    assert y.max() == 2**15 - 1  # saturates, never wraps
+    with pytest.raises(io.IntOpsError, match="layernorm width"):
+        io.layernorm_normalize_i16(np.zeros((1, 2**15 + 1), np.int16))
+    with pytest.raises(io.IntOpsError, match="eps_int"):
+        io.layernorm_normalize_i16(np.zeros((1, 4), np.int16), 2**60)
+    with pytest.raises(io.IntOpsError, match="^x "):
+        io.layernorm_normalize_i16(np.array([[2**15]]))
+    with pytest.raises(io.IntOpsError, match="out_bits"):
+        io.layernorm_i16(np.zeros((1, 4), np.int16), np.ones(4, np.int8), np.zeros(4, np.int32),
+                         1, 1, out_bits=4)
+
+
+def test_sum_rows_i16_exact_and_limits():
+    x = np.full((2**16 - 1, 2), -(2**15))
+    x[:, 1] = 2**15 - 1
+    got = io.sum_rows_i16(x)
+    assert got.dtype == np.int32 and got.tolist() == [-(2**15) * (2**16 - 1),
+                                                      (2**15 - 1) * (2**16 - 1)]
+    with pytest.raises(io.IntOpsError, match="sum_rows_i16"):
+        io.sum_rows_i16(np.zeros((2**16, 1), np.int16))
+
+
+# ----------------------------------------------------------------------------- softmax u8
+
+
+def ref_softmax_u8(x: np.ndarray, scale: float, mask: np.ndarray) -> np.ndarray:
+    z = np.where(mask, scale * x.astype(np.float64), -np.inf)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.minimum(e / e.sum(axis=-1, keepdims=True) * 256, 255)
+
+
+@settings(max_examples=200)
+@given(st.integers(1, 64), st.floats(0.005, 2.0), st.data())
+def test_softmax_u8_close_to_float(n, scale, data):
+    x = data.draw(i8_arrays((3, n)))
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=3 * n, max_size=3 * n)),
+                    bool).reshape(3, n)
+    mask[:, data.draw(st.integers(0, n - 1))] = True
+    p = io.softmax_u8(x, io.make_exp_lut(scale), mask)
+    assert p.min() >= 0 and p.max() <= 255 and np.all(p[~mask] == 0)
+    # Output rounding 0.5, reciprocal 256 * 2**-14, LUT rounding n/256.
+    assert np.max(np.abs(p - ref_softmax_u8(x, scale, mask))) <= 0.53 + n / 256
+
+
+def test_softmax_u8_examples():
+    lut = io.make_exp_lut(0.1)
+    assert io.softmax_u8(np.array([[5, -3]], np.int8), lut, [[False, True]]).tolist() == \
+        [[0, 255]]  # 256 saturates
+    assert io.softmax_u8(np.array([[3, 3]], np.int8), lut).tolist() == [[128, 128]]
+    x = np.array([[10, 0, -20, 7]], np.int8)
+    assert np.array_equal(io.softmax_u8(x, lut), io.softmax_u8(x + 50, lut))
+    # One more bit than softmax_i8: within one step of twice its output.
+    assert np.max(np.abs(io.softmax_u8(x, lut) - 2 * io.softmax_i8(x, lut).astype(int))) <= 1
+    with pytest.raises(io.IntOpsError, match="no allowed entry"):
+        io.softmax_u8(x, lut, np.zeros((1, 4), bool))
+
+
+@given(st.integers(2**15, 2**31 - 1))
+def test_softmax_reciprocal_u8(total):
+    m, s = io.softmax_reciprocal(total, io.PROB_U8_BITS)
+    approx, exact = Fraction(int(m), 2 ** int(s)), Fraction(256, total)
+    assert approx <= exact and exact - approx <= exact * Fraction(1, 2**14)
+    assert io.softmax_reciprocal(total)[1] == s + 1  # prob_bits=7 (default): one more shift
+
+
+@settings(max_examples=50)
+@given(st.integers(1, 6), st.integers(1, 70), st.integers(1, 5), st.data())
+def test_zero_point_gemm_is_exact(rows, k, n, data):
+    p = np.array(data.draw(st.lists(st.integers(0, 255), min_size=rows * k,
+                                    max_size=rows * k))).reshape(rows, k)
+    v = data.draw(i8_arrays((k, n)))
+    got = io.gemm_i32(io.u8_to_i8(p), v, io.zero_point_bias(v))
+    assert np.array_equal(got, p @ v.astype(np.int64))
+
+
+def test_zero_point_helpers_reject_out_of_contract():
+    assert io.u8_to_i8(np.array([0, 128, 255])).tolist() == [-128, 0, 127]
+    with pytest.raises(io.IntOpsError, match="^p "):
+        io.u8_to_i8(np.array([256]))
+    with pytest.raises(io.IntOpsError, match="zero_point_bias"):
+        io.zero_point_bias(np.zeros(3, np.int8))
+    # Largest magnitudes: K = 65535 rows of -128 -> bias -2**30 * 65535 / 2**16 ~ -2**30.
+    v = np.full((2**16 - 1, 1), -128, np.int8)
+    assert int(io.zero_point_bias(v)[0]) == -128 * 128 * (2**16 - 1)

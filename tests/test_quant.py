@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import model.quantize as mq
+from model import intops
 from model.calibration import calibration_set
 from model.config import load_config
 from model.encoder import build_model
 from model.quantize import (
     ACT_POINTS,
+    I16_POINTS,
     LINEARS,
     PROB_SCALE,
+    is_int16,
+    ln_out_bound,
     quantize_model,
-    split_input,
+    residual_scale,
     tensor_specs,
 )
 
@@ -37,27 +44,76 @@ def test_scales_present_positive_and_tied(qm):
     for layer in range(n):
         for point in ACT_POINTS:
             assert qm.scale(layer, point) > 0
-        assert qm.scale(layer, "prob") == PROB_SCALE == 2.0**-7
+        assert qm.scale(layer, "prob") == PROB_SCALE == 2.0**-8
     assert qm.scale(0, "x_in") == qm.scales["input"]
     for layer in range(1, n):
         assert qm.scale(layer, "x_in") == qm.scale(layer - 1, "ln_out")
+    assert is_int16("input") and all(is_int16(f"L1.{p}") for p in I16_POINTS)
+    assert not any(is_int16(f"L0.{p}") for p in ACT_POINTS if p not in I16_POINTS)
 
 
-def test_input_scales_cover_the_bulk_of_calibration_data(qm):
+def test_input_scale_is_twice_the_calibration_maximum(qm):
     data = calibration_set(TINY, 4, 8, seed=0)
-    centered = np.concatenate([split_input(u)[0].ravel() for u in data])
-    means = np.concatenate([split_input(u)[1] for u in data])
-    for values, name in ((centered, "input"), (means, "input_mean")):
-        top = qm.scales[name] * 127
-        assert top <= np.abs(values).max() * (1 + 1e-6)  # never wider than the data
-        assert top >= np.percentile(np.abs(values), 99)  # never clips the bulk
+    top = max(float(np.abs(u).max()) for u in data)
+    assert qm.scales["input"] == pytest.approx(2 * top / 32767, rel=1e-6)
 
 
-def test_split_input_is_lossless():
-    x = np.random.default_rng(0).normal(size=(5, 8)) + np.arange(5)[:, None]
-    centered, means = split_input(x)
-    assert np.allclose(centered.mean(axis=1), 0)
-    assert np.allclose(centered + means[:, None], x)
+def test_int16_scales_are_worst_case_bounds(qm):
+    model = build_model(TINY, seed=0)
+    for layer in range(TINY.model.n_layers):
+        sc = lambda p, layer=layer: qm.scale(layer, p)  # noqa: E731
+        assert sc("resid1") == residual_scale(sc("attn_out"), sc("x_in"))
+        assert sc("resid2") == residual_scale(sc("ffn_out"), sc("resid1"))
+        assert sc("ln_out") == ln_out_bound(model.layers[layer].ln_out) / 32767
+        # The bound: max |z| * |gamma| + |beta| in real units, a little wider.
+        ln = model.layers[layer].ln_out
+        g, b = ln.weight.detach().double().numpy(), ln.bias.detach().double().numpy()
+        real = np.max(intops.layernorm_z_max(64) / 256 * np.abs(g) + np.abs(b))
+        assert real <= sc("ln_out") * 32767 <= real * 1.01
+
+
+@settings(max_examples=300)
+@given(st.floats(1e-4, 1.0), st.floats(1e-6, 1.0), st.sampled_from([127, -128]),
+       st.sampled_from([32767, -32768]))
+def test_residual_add_with_residual_scale_never_saturates(s_branch, s_stream, a, b):
+    s_out = residual_scale(s_branch, s_stream)
+    ma, mb, s = intops.quantize_add_multipliers(s_branch, s_stream, s_out)
+    assert s >= 7
+    t = a * ma + b * mb + 2 ** (s - 1)
+    assert -32768 < t >> s < 32767  # strictly inside: sat16 never acts
+
+
+def test_derive_scales_headroom_bounds_and_ties():
+    """derive_scales on synthetic observer scales: the input and I8_HEADROOM_POINTS widened,
+    other int8 points as observed, prob fixed, int16 points worst-case bounds."""
+    model = build_model(TINY, seed=0)
+    n = TINY.model.n_layers
+    i8 = [p for p in ACT_POINTS if p not in mq.I16_POINTS and p != "prob"]
+    observed = {"input": 0.001} | {f"L{layer}.{p}": 0.01 * (k + 1) + layer
+                                   for layer in range(n) for k, p in enumerate(i8)}
+    sc = mq.derive_scales(model, observed)
+    assert set(sc) == {"input"} | {f"L{layer}.{p}" for layer in range(n) for p in ACT_POINTS}
+    assert sc["input"] == 0.002
+    for layer in range(n):
+        for p in i8:
+            want = observed[f"L{layer}.{p}"] * (1.5 if p in mq.I8_HEADROOM_POINTS else 1.0)
+            assert sc[f"L{layer}.{p}"] == want, p
+        assert sc[f"L{layer}.prob"] == 2.0**-8
+        assert sc[f"L{layer}.x_in"] == (sc["input"] if layer == 0 else sc[f"L{layer - 1}.ln_out"])
+        assert sc[f"L{layer}.ln_out"] == ln_out_bound(model.layers[layer].ln_out) / 32767
+    assert set(mq.I8_HEADROOM_POINTS) == {"attn_in", "ln_ffn", "ctx", "attn_out"}
+
+
+def test_quantize_model_derives_its_scales_from_observed_ranges(qm):
+    model = build_model(TINY, seed=0)
+    obs = mq.observe_ranges(model, calibration_set(TINY, 4, 8, seed=0))
+    assert mq.derive_scales(model, obs) == qm.scales
+
+
+def test_input_memory_multiplier(qm):
+    real = qm.scales["input"] / (TINY.model.segment_length * qm.scale(0, "attn_in"))
+    m, s = int(qm["input_mem.m"][0]), int(qm["input_mem.s"][0])
+    assert abs(m / 2**s - real) <= real * 2**-15
 
 
 def test_weights_biases_and_multipliers(qm):
@@ -96,6 +152,9 @@ def test_attention_and_residual_parameters(qm):
             / sc(layer, "score")
         got = qm[p + "score.m"][0] / 2.0 ** qm[p + "score.s"][0]
         assert abs(got - score_real) <= score_real * 2**-15
+        ctx_real = 2.0**-8 * sc(layer, "v") / sc(layer, "ctx")
+        got = qm[p + "ctx.m"][0] / 2.0 ** qm[p + "ctx.s"][0]
+        assert abs(got - ctx_real) <= ctx_real * 2**-15
         lut = qm[p + "score.exp_lut"]
         assert lut[0] == 2**15 and abs(lut[10] - 2**15 * np.exp(-10 * sc(layer, "score"))) <= 0.5
         for res, a, b in (("resid1", "attn_out", "x_in"), ("resid2", "ffn_out", "resid1")):
@@ -109,17 +168,24 @@ def test_attention_and_residual_parameters(qm):
         assert np.all(np.abs(qm[p + "ln_ffn.gamma"] * s_g - gamma) <= s_g / 2 + 1e-12)
 
 
-def test_clamp_bounds_follow_memory_clamp():
+def _variant(cfg, qm):
+    """Integer parameters of a config variant at the calibrated scales of ``qm`` (the
+    parameters under test depend on the config, not on how the scales were found)."""
+    tensors, ws = mq.quantize_params(build_model(cfg, seed=0), qm.scales)
+    return mq.QuantModel(cfg, 0, tensors, qm.scales, ws)
+
+
+def test_clamp_bounds_follow_memory_clamp(qm):
     cfg = TINY.replace(memory_clamp=0.5)
-    q = quantize_model(cfg, seed=0)
+    q = _variant(cfg, qm)
     s = q.scale(1, "attn_in")
     assert q["L1.mem_in.hi"][0] == min(127, int(np.floor(0.5 / s + 0.5)))
     assert q["L1.mem_in.lo"][0] == max(-128, int(np.floor(-0.5 / s + 0.5)))
     assert q["L1.mem_in.hi"][0] < 127  # the clamp binds inside the int8 range here
 
 
-def test_tanh_squash_uses_a_table():
-    q = quantize_model(TINY.replace(memory_squash="tanh"), seed=0)
+def test_tanh_squash_uses_a_table(qm):
+    q = _variant(TINY.replace(memory_squash="tanh"), qm)
     lut = q["L1.mem_in.lut"].astype(np.int64)
     x = np.arange(-128, 128)
     want = np.clip(np.floor(np.tanh(x * q.scale(0, "attn_out")) / q.scale(1, "attn_in") + 0.5),
@@ -133,5 +199,5 @@ def test_quantization_is_deterministic(qm):
     assert again.scales == qm.scales
     for name, a in qm.tensors.items():
         assert np.array_equal(a, again[name]) and a.dtype == again[name].dtype
-    other = quantize_model(TINY, seed=1)
+    other, _ = mq.quantize_params(build_model(TINY, seed=1), qm.scales)
     assert not np.array_equal(other["L0.q.weight"], qm["L0.q.weight"])
