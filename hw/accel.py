@@ -339,6 +339,22 @@ class RequantUnit(_Unit):
         ]
 
 
+def status_members() -> dict:
+    """The accelerator's status outputs (see :class:`Accelerator`); the host harness
+    forwards the same members to its ports."""
+    return {
+        "done": Out(1),
+        "error": Out(2),
+        "err_pc": Out(PC_BITS),
+        "last_pc": Out(PC_BITS),
+        "busy": Out(N_UNITS),
+        "unit_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
+        "waiting": Out(N_UNITS),
+        "head_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
+        "counters": Out(COUNTER_LAYOUT),
+    }
+
+
 class Accelerator(wiring.Component):
     """The accelerator core behind three host streams (see the module docstring).
 
@@ -358,15 +374,7 @@ class Accelerator(wiring.Component):
             "dout": Out(stream.Signature(p.beat_bits)),
             "start": In(1),
             "running": Out(1),
-            "done": Out(1),
-            "error": Out(2),
-            "err_pc": Out(PC_BITS),
-            "last_pc": Out(PC_BITS),
-            "busy": Out(N_UNITS),
-            "unit_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
-            "waiting": Out(N_UNITS),
-            "head_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
-            "counters": Out(COUNTER_LAYOUT),
+            **status_members(),
         })
 
     def elaborate(self, platform):

@@ -12,10 +12,10 @@ writes the output stream through ``omem_we/addr/data``.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.accel import COUNTER_LAYOUT, N_UNITS, PC_BITS, Accelerator
+from hw.accel import Accelerator, status_members
 from hw.uarch import INSTR_BITS, AccelParams
 
 
@@ -37,15 +37,7 @@ class HostHarness(wiring.Component):
             "omem_addr": Out(32),
             "omem_data": Out(p.beat_bits),
             "finished": Out(1),
-            "done": Out(1),
-            "error": Out(2),
-            "err_pc": Out(PC_BITS),
-            "last_pc": Out(PC_BITS),
-            "busy": Out(N_UNITS),
-            "unit_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
-            "waiting": Out(N_UNITS),
-            "head_pc": Out(data.ArrayLayout(PC_BITS, N_UNITS)),
-            "counters": Out(COUNTER_LAYOUT),
+            **status_members(),
             "n_out": Out(32),
         })
 
@@ -71,10 +63,7 @@ class HostHarness(wiring.Component):
         m.d.comb += [
             acc.start.eq(self.start),
             self.finished.eq(acc.done | (acc.error != 0)),
-            self.done.eq(acc.done), self.error.eq(acc.error), self.err_pc.eq(acc.err_pc),
-            self.last_pc.eq(acc.last_pc), self.busy.eq(acc.busy),
-            self.unit_pc.eq(acc.unit_pc), self.counters.eq(acc.counters),
-            self.waiting.eq(acc.waiting), self.head_pc.eq(acc.head_pc),
             self.n_out.eq(optr),
+            *(getattr(self, name).eq(getattr(acc, name)) for name in status_members()),
         ]
         return m

@@ -131,6 +131,19 @@ def _kib(b: float) -> str:
     return f"{b / 1024:,.1f} KiB"
 
 
+def _show(est: dict, args: argparse.Namespace, cfg, title: str) -> int:
+    """Emit ``est`` as JSON, or print its summary (and the op table with ``--ops``)."""
+    est["config"] = cfg.source
+    if args.json:
+        emit(est)
+        return 0
+    est["clock_mhz"] = cfg.hardware.clock_mhz
+    _print_summary(est, title)
+    if getattr(args, "ops", False):
+        _print_ops(est["ops"])
+    return 0
+
+
 def _print_summary(est: dict, title: str) -> None:
     print(title)
     banks = ("act", "wgt", "acc")
@@ -191,14 +204,9 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     hw = cfg.hardware
-    est["config"], est["hardware"] = cfg.source, {"rows": hw.rows, "cols": hw.cols}
-    if args.json:
-        emit(est)
-        return 0
-    est["clock_mhz"] = hw.clock_mhz
-    _print_summary(est, f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a {hw.rows}x{hw.cols} "
-                   f"array ({cfg.source})")
-    return 0
+    est["hardware"] = {"rows": hw.rows, "cols": hw.cols}
+    return _show(est, args, cfg, f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a "
+                 f"{hw.rows}x{hw.cols} array ({cfg.source})")
 
 
 def cmd_layer(args: argparse.Namespace) -> int:
@@ -209,17 +217,9 @@ def cmd_layer(args: argparse.Namespace) -> int:
         est = estimate_layer(cfg, args.segments, table=table)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
-    est["config"] = cfg.source
-    if args.json:
-        emit(est)
-        return 0
-    est["clock_mhz"] = cfg.hardware.clock_mhz
-    m = cfg.model
-    _print_summary(est, f"one layer, {args.segments} segment(s), fold {m.fold_factor} "
-                   f"({cfg.source}); per-segment cycles {est['per_segment_cycles']}")
-    if args.ops:
-        _print_ops(est["ops"])
-    return 0
+    return _show(est, args, cfg, f"one layer, {args.segments} segment(s), fold "
+                 f"{cfg.model.fold_factor} ({cfg.source}); per-segment cycles "
+                 f"{est['per_segment_cycles']}")
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -237,17 +237,9 @@ def cmd_model(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.compare_fold:
         return _fold_report(rep, args)
-    est["config"] = cfg.source
-    if args.json:
-        emit(est)
-        return 0
-    est["clock_mhz"] = cfg.hardware.clock_mhz
     m = cfg.model
-    _print_summary(est, f"one segment through {m.n_layers} layers, fold {m.fold_factor} "
-                   f"({cfg.source}); {est['layer_cycles']:,} cycles per layer")
-    if args.ops:
-        _print_ops(est["ops"])
-    return 0
+    return _show(est, args, cfg, f"one segment through {m.n_layers} layers, fold "
+                 f"{m.fold_factor} ({cfg.source}); {est['layer_cycles']:,} cycles per layer")
 
 
 def _fold_report(rep: dict, args: argparse.Namespace) -> int:
