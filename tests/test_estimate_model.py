@@ -35,7 +35,7 @@ def _tiny_gemms(m_mem: int, n_left: int):
             (tkv * 2, 32, 32, 1, True, True, False),         # K
             (tkv * 2, 32, 32, 1, True, True, False),         # V
             (tq * 2, 16, tk * 2, 2, False, False, False),    # scores, per head
-            (tq * 2, tk * 2, 16, 2, False, False, False),    # probs @ V, per head
+            (tq * 2, tk * 2, 16, 2, False, True, False),     # (p-128) @ V + bias, per head
             (tq * 2, 32, 32, 1, True, True, False),          # output projection
             (5, 64, 128, 1, True, True, True),               # fc1 + ReLU
             (5, 128, 64, 1, True, True, False)]              # fc2
@@ -46,10 +46,11 @@ def _vector_cycles(tk: int) -> int:
     ln = 5 * (2 * 4 + 4) + 4                     # 5 rows of 64: 2 passes x 4 chunks + 4
     summary = (4 + 1) * 4 + 4                    # 4 rows accumulate + 1 rounding pass
     softmax = 2 * (12 * (3 * math.ceil(tk * 2 / 16) + 16) + 4)  # 2 heads, 12 rows
+    zp_bias = 2 * (tk * 2 * 1 + 4)               # per head: colsum of tk*2 rows of 16
     squash = 1 * 4 + 4
     resid = 5 * 4 + 4
     params = math.ceil((3 * 5 * 64 + 512) / 16)  # LN gamma/beta + exp LUT over 16 B/cycle
-    return 3 * ln + summary + softmax + squash + 2 * resid + params
+    return 3 * ln + summary + softmax + zp_bias + squash + 2 * resid + params
 
 
 def _layer_cycles(m_mem: int, n_left: int) -> int:
@@ -79,10 +80,16 @@ def test_layer_over_segments_fills_bank_and_cache():
 def test_model_cycles_macs_rtf():
     est = estimate_model(TINY)
     layer = _layer_cycles(2, 4)
-    input_mean = (4 + 1) * 4 + 4
-    assert est["cycles"] == 2 * layer + input_mean
+    # layer 0: the int16 input chunk (5 frames x 64 x 2 B over 16 B/cycle), its memory
+    # vector (column sum of 4 int16 rows, then a 1-row requantization); the last layer: the
+    # int16 output (4 rows)
+    frames_in = 2 * 5 * 64 // 16
+    memory = (4 * 4 + 4) + (1 * 4 + 4)
+    frames_out = 2 * 4 * 64 // 16
+    assert est["cycles"] == 2 * layer + frames_in + memory + frames_out
     assert est["layer_cycles"] == layer
-    assert [x["cycles"] for x in est["layers"]] == [layer + input_mean, layer]
+    assert [x["cycles"] for x in est["layers"]] == [layer + frames_in + memory,
+                                                    layer + frames_out]
     assert est["macs"] == 2 * layer_step_counts(TINY)["macs"]
     assert est["compute_ms"] == pytest.approx(est["cycles"] / 500e3)
     assert est["rtf"] == pytest.approx(est["cycles"] / 500e3 / (4 * 40.0))
@@ -103,7 +110,8 @@ def test_model_weight_bytes_and_traffic_by_hand():
         + model_weight_bytes(TINY)["biases"] // 2
     # streamed: everything fits the 64 KiB banks, so each weight GEMM loads B once, padded to
     # 16 columns, plus a [bias][param] word pair (64 B each) per column tile; attention GEMMs
-    # load one param word per column tile; the vector unit loads its parameters
+    # load one param word per column tile (P@V's bias word is an activation: 128 colsum(V) of
+    # this step); the vector unit loads its parameters
     def w_gemm(k, n):
         return k * math.ceil(n / 16) * 16 + math.ceil(n / 16) * 2 * 64
     tk = 2 + 1 + 4 + 4
@@ -111,19 +119,22 @@ def test_model_weight_bytes_and_traffic_by_hand():
                + 2 * math.ceil(tk * 2 / 16) * 64 + 2 * 1 * 64 + 3 * 5 * 64 + 512)
     assert est["traffic"]["streamed"]["weight_bytes"] == 2 * layer_w
     # activations: every GEMM loads A (M rows padded to 16 per K word) and, for attention,
-    # B; it stores ceil(m_t/4) int8 words of 64 B per output tile
+    # B (and P@V its bias word per column tile); it stores ceil(m_t/4) int8 words of 64 B per
+    # output tile; the model step adds the int16 input chunk (5 x 64) and output (4 x 64)
     def a_in(m, k):
         return math.ceil(m / 16) * k * 16
     def out(m, n):
         return math.ceil(n / 16) * sum(math.ceil(min(16, m - 16 * i) / 4)
                                        for i in range(math.ceil(m / 16))) * 64
     act = 0
-    for m, k, n, cnt, weight, _, _ in _tiny_gemms(2, 4):
-        b_in = 0 if weight else k * math.ceil(n / 16) * 16
+    for m, k, n, cnt, weight, bias, _ in _tiny_gemms(2, 4):
+        b_in = 0 if weight else k * math.ceil(n / 16) * 16 + bias * math.ceil(n / 16) * 64
         act += cnt * (a_in(m, k) + b_in + out(m, n))
-    assert est["traffic"]["streamed"]["activation_bytes"] == 2 * act
-    assert est["traffic"]["resident"]["dram_bytes"] == 2 * act
-    assert est["traffic"]["streamed"]["dram_bytes"] == 2 * (act + layer_w)
+    frames = 2 * 5 * 64 + 2 * 4 * 64
+    assert est["host_bytes"]["in_activations"] + est["host_bytes"]["out"] == 2 * act + frames
+    assert est["traffic"]["streamed"]["activation_bytes"] == 2 * act + frames
+    assert est["traffic"]["resident"]["dram_bytes"] == 2 * act + frames
+    assert est["traffic"]["streamed"]["dram_bytes"] == 2 * (act + layer_w) + frames
 
 
 def test_energy_is_counts_times_table():

@@ -21,7 +21,7 @@ from sim.perf.energy import (
     load_energy_table,
     sram_pj_per_64b,
 )
-from sim.perf.vector import VectorOp, vector_cost
+from sim.perf.vector import VectorOp, host_transfer, vector_cost
 from sim.perf.workload import GemmOp, layer_steps, live_peak, state_bytes
 
 TINY = load_config(CONFIG_DIR / "tiny.toml")
@@ -116,42 +116,85 @@ def test_counts_serial_sum_and_repeat():
 
 
 def test_vector_layernorm_by_hand():
-    # 5 rows of 64 on 16 lanes: 2 passes of 4 chunks + 4 serial cycles per row, fill 4.
+    # layernorm_i16 on 5 int16 rows of 64, 16 lanes: 2 passes of 4 chunks + 4 serial cycles per
+    # row, fill 4.
     hw = TINY.hardware
-    c = vector_cost(VectorOp("ln", "layernorm", 5, 64), hw)
+    c = vector_cost(VectorOp("ln", "layernorm_i16", 5, 64), hw)
     assert c.cycles == 5 * (2 * 4 + 4) + 4 == c.busy["vector"]
     elems = 5 * 64
-    assert c.sram_reads["act"] == 2 * elems          # two passes over the int8 row
+    assert c.sram_reads["act"] == 2 * 2 * elems      # two passes over the int16 row
     assert c.sram_reads["wgt"] == 5 * elems          # gamma int8 + beta int32 per element
-    assert c.sram_writes["act"] == elems
-    assert c.ops["int8_mult"] == elems                # x*x
-    assert c.ops["int32_mult"] == 4 * elems + 2 * 5   # 4 per element, 2 per row (variance)
+    assert c.sram_writes["act"] == elems             # int8 output (LN_in, LN_ffn)
+    assert c.ops["int8_mult"] == 0                    # x*x is an int16 product now
+    assert c.ops["int32_mult"] == 5 * elems + 2 * 5   # x*x + 4 per element, 2 per row
     assert c.ops["lut_bytes"] == 2 * 5                # one 15-bit rsqrt entry per row
-    assert c.sram_peak == {"act": 2 * elems, "wgt": 5 * 64, "acc": 0}  # in + out; params
+    assert c.sram_peak == {"act": (2 + 1) * elems, "wgt": 5 * 64, "acc": 0}  # in + out
+    # LN_out writes int16: same cycles and operations, twice the output bytes
+    o = vector_cost(VectorOp("ln", "layernorm_i16", 5, 64, out_bytes=2), hw)
+    assert (o.cycles, o.ops) == (c.cycles, c.ops)
+    assert o.sram_writes["act"] == 2 * elems and o.sram_peak["act"] == (2 + 2) * elems
 
 
 def test_vector_softmax_ragged_width_and_count():
     hw = dataclasses.replace(TINY.hardware, cols=8)
-    c = vector_cost(VectorOp("sm", "softmax", 3, 20, count=2), hw)
+    c = vector_cost(VectorOp("sm", "softmax_u8", 3, 20, count=2), hw)
     # ceil(20/8) = 3 chunks, 3 passes, 16 serial cycles per row (division), fill 4; 2 heads
     assert c.cycles == 2 * (3 * (3 * 3 + 16) + 4)
+    # int8 scores read in 3 passes; uint8 probabilities (stored as p - 128) written once
     assert c.sram_reads["act"] == 2 * 3 * 3 * 20 and c.sram_writes["act"] == 2 * 3 * 20
     assert c.ops["int32_add"] == 2 * (2 * 3 * 20 + 32 * 3)
 
 
-def test_vector_mean_pool():
+def test_vector_mean_pool_and_residual_add():
     hw = TINY.hardware
-    c = vector_cost(VectorOp("mp", "mean_pool", 4, 64), hw)
+    c = vector_cost(VectorOp("mp", "mean_pool_i8", 4, 64), hw)
     assert c.cycles == (4 + 1) * 4 + 4  # 4 accumulating passes + 1 rounding pass
     assert c.sram_reads["act"] == 4 * 64 and c.sram_writes["act"] == 64
     assert c.sram_peak["act"] == 4 * 64 + 64
-    r = vector_cost(VectorOp("r", "residual_add", 5, 64, count=3), hw)
-    assert r.sram_peak["act"] == 3 * 5 * 64  # two inputs and the output, one invocation
+    # int8 branch + int16 stream -> int16
+    r = vector_cost(VectorOp("r", "add_requant_i16", 5, 64, count=3), hw)
+    assert r.cycles == 3 * (5 * 4 + 4)
+    assert r.sram_reads["act"] == 3 * (1 + 2) * 5 * 64
+    assert r.sram_writes["act"] == 3 * 2 * 5 * 64
+    assert r.sram_peak["act"] == (1 + 2 + 2) * 5 * 64  # both inputs and the output, once
+
+
+def test_vector_column_sums_and_requantize():
+    hw = TINY.hardware
+    # P@V's zero-point bias: 22 int8 rows of one head (hd = 16) -> one int32 row in ACC,
+    # 22 accumulating passes of 1 chunk, no final pass (x128 is a shift); 2 heads
+    z = vector_cost(VectorOp("zp", "zero_point_bias", 22, 16, count=2), hw)
+    assert z.cycles == 2 * (22 * 1 + 4)
+    assert z.ops["int32_add"] == 2 * 22 * 16 and z.ops["int32_mult"] == 0
+    assert z.sram_reads["act"] == 2 * 22 * 16 and z.sram_writes == {"act": 0, "wgt": 0,
+                                                                     "acc": 2 * 4 * 16}
+    assert z.sram_peak == {"act": 22 * 16, "wgt": 0, "acc": 4 * 16}
+    # layer 0's memory vector: column sum of 4 int16 frames of 64 -> int32, then requantize
+    s = vector_cost(VectorOp("s", "sum_rows_i16", 4, 64), hw)
+    assert s.cycles == 4 * 4 + 4
+    assert s.sram_reads["act"] == 2 * 4 * 64 and s.sram_writes["act"] == 4 * 64
+    assert s.ops["int32_add"] == 4 * 64
+    q = vector_cost(VectorOp("q", "requantize", 1, 64), hw)
+    assert q.cycles == 4 + 4
+    assert q.sram_reads["act"] == 4 * 64 and q.sram_writes["act"] == 64
+    assert q.ops["int32_mult"] == 64 == q.ops["int32_add"]
+
+
+def test_vector_host_transfer():
+    hw = TINY.hardware
+    i = host_transfer(2 * 5 * 64, hw, into_chip=True)   # int16 chunk of 5 frames
+    assert i.cycles == 640 // 16 == i.busy["dma_in"] == i.busy["dma"]
+    assert i.host_in_bytes == 640 == i.sram_writes["act"] and i.weight_bytes == 0
+    o = host_transfer(2 * 4 * 64 + 1, hw, into_chip=False)
+    assert o.cycles == math.ceil(513 / 16) == o.busy["dma_out"]
+    assert o.host_out_bytes == 513 == o.sram_reads["act"]
 
 
 def test_vector_op_rejects_bad_kind():
     with pytest.raises(ValueError, match="unknown vector op kind"):
         VectorOp("x", "gelu", 1, 1)
+    with pytest.raises(ValueError, match="cannot write 2-byte"):
+        VectorOp("x", "softmax_u8", 1, 1, out_bytes=2)
 
 
 # ------------------------------------------------------------------------------ workload
@@ -200,7 +243,12 @@ def test_workload_shapes_match_float_model_trace(kw):
     assert (steps["fc1"].m, steps["fc1"].n) == tuple(tr["ffn_pre"].shape)
     assert steps["fc2"].m * steps["fc2"].n == tr["ffn_out"].numel()
     assert {s.op.name for s in layer_steps(cfg, 1, 2) if s.op.__class__.__name__ ==
-            "VectorOp" and s.op.kind == "layernorm"} == {"ln_in", "ln_ffn", "ln_out"}
+            "VectorOp" and s.op.kind == "layernorm_i16"} == {"ln_in", "ln_ffn", "ln_out"}
+    # P@V adds the zero-point bias: a column sum over every key of the head
+    assert steps["attn_v"].bias and not steps["attn_v"].weight
+    zp = steps["zp_bias"]
+    assert (zp.kind, zp.count, zp.rows, zp.width) == ("zero_point_bias", probs.shape[0],
+                                                      probs.shape[-1], mc.head_dim)
 
 
 def test_workload_rejects_out_of_range_state():
@@ -211,19 +259,25 @@ def test_workload_rejects_out_of_range_state():
 
 
 def test_live_peak_and_state_by_hand():
-    # tiny: D=64, N=2, heads 2 x 32, F=128, R=1, L=4, C=4, M=2
+    # tiny: D=64, N=2, 2 heads x 16 (shrink), F=128, R=1, L=4, C=4, M=2
     cfg = TINY
     steps = layer_steps(cfg)
     tq, tk = 1 + 4 + 1, 2 + 1 + 4 + 4
     rows = 5
     peak = live_peak(cfg, steps)
-    # act peak, while the V projection runs: x (kept for the residual), ln_in (its input), q,
-    # and the new k, v rows ((2+1+4)*64 each); the summary died after the Q projection
+    # act peak, while the V projection runs: x (int16, kept for the residual), ln_in (int8, its
+    # input), q, and the new k, v rows ((2+1+4)*64 each); the summary died after the Q
+    # projection
+    x = 2 * rows * 64
     kv_new = (2 + 1 + 4) * 64
-    at_v_proj = rows * 64 + rows * 64 + tq * 64 + 2 * kv_new
-    # softmax: x, v, one head's int8 scores and probs (smaller here)
-    at_softmax = rows * 64 + kv_new + 2 * (tq * 2) * (tk * 2)
-    assert peak["act"] == max(at_v_proj, at_softmax) == at_v_proj
-    assert peak["acc"] == 0  # int32 results stay inside the GEMM programs (requantized there)
+    at_v_proj = x + rows * 64 + tq * 64 + 2 * kv_new
+    # softmax: x, v, one head's int8 scores and uint8 probs
+    at_softmax = x + kv_new + 2 * (tq * 2) * (tk * 2)
+    # resid1: x, out_proj and the int16 resid1; resid2: resid1, fc2 and the int16 resid2
+    at_resid1 = x + tq * 64 + 2 * rows * 64
+    at_resid2 = 2 * rows * 64 + rows * 64 + 2 * rows * 64
+    assert peak["act"] == max(at_v_proj, at_softmax, at_resid1, at_resid2) == at_v_proj
+    # int32 GEMM results stay inside the programs; one head's zero-point bias row (int32)
+    assert peak["acc"] == 4 * 16
     assert state_bytes(cfg) == {"memory_bank": 2 * 64, "left_context_cache": 2 * 4 * 64,
                                 "total": 2 * 64 + 2 * 4 * 64}

@@ -7,8 +7,9 @@ Composition (``docs/PERF_MODEL.md``):
 * a layer step is the sequence of :func:`sim.perf.workload.layer_steps`: its GEMM programs and
   the vector-unit ops of :mod:`sim.perf.vector` (analytic, not yet RTL-verified), run one
   after the other, plus loading the vector unit's parameters;
-* the model step is ``n_layers`` layer steps plus the mean of the input segment that feeds
-  layer 0's memory bank.
+* the model step is ``n_layers`` layer steps plus :func:`model_io_ops`: the int16 input
+  chunk from the host, layer 0's memory vector (``sum_rows_i16`` of the raw segment, then one
+  requantization) and the int16 output to the host.
 
 Every estimate is reported by :func:`report`: cycles, busy cycles per unit, utilization, peak
 SRAM per bank, SRAM reads/writes per bank, host/DRAM traffic and energy under the two weight
@@ -28,6 +29,7 @@ from sim.perf.gemm import gemm_counts, program_counts, rtl_counters
 from sim.perf.vector import (
     EXP_LUT_BYTES,
     VectorOp,
+    host_transfer,
     vector_cost,
     vector_param_bytes,
     vector_param_load,
@@ -187,7 +189,8 @@ def estimate_gemm(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool = Fa
                   table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
     """The compiler's program for one ``(m x k) @ (k x n)`` GEMM on ``hw`` (the flags of
     :func:`hw.compiler.compile_gemm`: int32 output unless ``requant``); ``weight``: B is a
-    weight matrix (else an activation such as K^T). ``rtl_counters`` are the RTL's
+    weight matrix (else an activation such as K^T, and the bias, like P@V's zero-point bias, is
+    computed per step: an activation too). ``rtl_counters`` are the RTL's
     performance counters of that program, counter by counter."""
     for name, v in (("m", m), ("k", k), ("n", n)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -195,7 +198,7 @@ def estimate_gemm(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool = Fa
     if relu and not requant:
         raise ValueError("relu needs requant (ReLU is part of the requantization)")
     c = gemm_counts(m, k, n, hw, bias=bias, weight=weight, requant=requant, relu=relu)
-    unique = (k * n if weight else 0) + (4 * n if bias else 0) + (4 * n if requant else 0)
+    unique = (k * n + 4 * n * bias if weight else 0) + (4 * n if requant else 0)
     out: dict[str, Any] = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "requant": requant,
                                     "relu": relu, "weight": weight}}
     out.update(report(c, hw, table, unique))
@@ -258,14 +261,30 @@ def _working_set(cfg: Config, steps: list[Step]) -> dict[str, int]:
     return {"live": live, "state_all_layers": state, "total": live + state}
 
 
+def model_io_ops(cfg: Config) -> list[OpResult]:
+    """The model step's work outside the layers, in order (``model/golden.py``,
+    ``GoldenEncoder.infer``): the int16 input chunk (``L+R`` frames) from the host; layer 0's
+    memory vector, ``sum_rows_i16`` of the segment's ``L`` raw int16 frames and one
+    ``requantize`` to int8; after the last layer, the int16 segment output (``L`` rows) to
+    the host."""
+    mc, hw = cfg.model, cfg.hardware
+    d, seg, r = mc.d_model, mc.segment_length, mc.right_context
+    ops = [VectorOp("input_memory_sum", "sum_rows_i16", seg, d),
+           VectorOp("input_memory_requant", "requantize", 1, d)]
+    frames_in, frames_out = 2 * (seg + r) * d, 2 * seg * d
+    return [OpResult("input_frames", "host_in", f"{seg + r}x{d}", 1,
+                     host_transfer(frames_in, hw, into_chip=True)),
+            *(op_result(op, hw) for op in ops),
+            OpResult("output_frames", "host_out", f"{seg}x{d}", 1,
+                     host_transfer(frames_out, hw, into_chip=False))]
+
+
 def model_counts(cfg: Config) -> tuple[Counts, list[OpResult], list[Step]]:
     """Counts of one steady-state segment through the model, and one layer's ops."""
     results, steps = layer_ops(cfg)
     layer = total([r.counts for r in results])
-    mc = cfg.model
-    input_mean = vector_cost(VectorOp("input_mean", "mean_pool", mc.segment_length,
-                                      mc.d_model), cfg.hardware)
-    return layer * mc.n_layers + input_mean, results, steps
+    return layer * cfg.model.n_layers + total([r.counts for r in model_io_ops(cfg)]), \
+        results, steps
 
 
 def estimate_model(cfg: Config, *, table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
@@ -279,11 +298,16 @@ def estimate_model(cfg: Config, *, table: EnergyTable = HOROWITZ_45NM) -> dict[s
     layer_energy = energy_pj(layer, cfg.hardware, table, layer.weight_bytes
                              + layer.host_in_bytes + layer.host_out_bytes)["total"]
     out["layer_cycles"] = layer.cycles
-    # layer 0 also averages the input segment for its memory bank
-    out["layers"] = [{"layer": i, "cycles": layer.cycles + (c.cycles - mc.n_layers
-                                                            * layer.cycles if i == 0 else 0),
+    # layer 0 also receives the input chunk and computes its memory vector; the last layer
+    # sends the output
+    io = model_io_ops(cfg)
+    extra = [0] * mc.n_layers
+    for r in io:
+        extra[-1 if r.kind == "host_out" else 0] += r.counts.cycles
+    out["layers"] = [{"layer": i, "cycles": layer.cycles + extra[i],
                       "energy_pj_streamed": layer_energy} for i in range(mc.n_layers)]
     out["ops"] = _ops_table(results)
+    out["model_ops"] = _ops_table(io)
     out["fused_working_set_bytes"] = _working_set(cfg, steps)
     out["exp_lut_bytes"] = EXP_LUT_BYTES
     return out

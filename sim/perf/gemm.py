@@ -85,10 +85,19 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
 def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
                          weight: bool = True, requant: bool = True,
                          relu: bool = False) -> Counts:
-    """Compile and time the GEMM now (no cache)."""
+    """Compile and time the GEMM now (no cache). ``weight``: B is a weight matrix; else B and
+    the bias (if any) are activations."""
     from hw.compiler import compile_gemm
     prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
-    return program_counts(prog, hw, macs=m * k * n, weight=weight)
+    c = program_counts(prog, hw, macs=m * k * n, weight=weight)
+    if bias and not weight:
+        # The bias of an activation GEMM (P@V's zero-point bias, 128 * colsum(V)) is computed
+        # every step, so its words are activations: each constant LOAD carries one bias word
+        # and, with requant, one parameter word per column tile.
+        act_bias = c.weight_loads["acc"] // (2 if requant else 1)
+        c.weight_loads["acc"] -= act_bias
+        c.host_in_bytes += act_bias
+    return c
 
 
 def _key(gemm: tuple, params) -> str:

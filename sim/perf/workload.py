@@ -5,31 +5,42 @@ model. Symbols: D = d_model, N = fold_factor, Dn = D/N, h = attention heads, hd 
 F = ffn_dim, R = right_context, L = segment_length, m memories, c cached left-context tokens;
 ``Tq = R+L+1``, ``Tkv = m+R+L``, ``Tk = m+R+c+L``; ``nf = N`` if the FFN is folded else 1.
 
-==========  =====================  ===========================================
-op          kind                   shape (M x K x N, count) / rows x width
-==========  =====================  ===========================================
-ln_in       layernorm              (R+L) x D
-summary     mean_pool              L rows -> 1 x D
-q_proj      GEMM (weight)          Tq*N x Dn x Dn
-k_proj      GEMM (weight)          Tkv*N x Dn x Dn
-v_proj      GEMM (weight)          Tkv*N x Dn x Dn
-scores      GEMM (activation)      Tq*N x hd x Tk*N, h times
-softmax     softmax                Tq*N x Tk*N, h times
-attn_v      GEMM (activation)      Tq*N x Tk*N x hd, h times
-out_proj    GEMM (weight)          Tq*N x Dn x Dn
-squash      clamp / tanh           1 x D  (the new memory vector)
-resid1      residual_add           (R+L) x D
-ln_ffn      layernorm              (R+L) x D
-fc1         GEMM (weight) + ReLU   (R+L)*nf x D/nf x F/nf
-fc2         GEMM (weight)          (R+L)*nf x F/nf x D/nf
-resid2      residual_add           (R+L) x D
-ln_out      layernorm              (R+L) x D
-==========  =====================  ===========================================
+==========  =======================  =========================================
+op          kind                     shape (M x K x N, count) / rows x width
+==========  =======================  =========================================
+ln_in       layernorm_i16 (-> int8)  (R+L) x D
+summary     mean_pool_i8             L rows -> 1 x D
+q_proj      GEMM (weight)            Tq*N x Dn x Dn
+k_proj      GEMM (weight)            Tkv*N x Dn x Dn
+v_proj      GEMM (weight)            Tkv*N x Dn x Dn
+scores      GEMM (activation)        Tq*N x hd x Tk*N, h times
+softmax     softmax_u8               Tq*N x Tk*N, h times
+zp_bias     zero_point_bias          Tk*N rows -> 1 x hd, h times
+attn_v      GEMM (activation) + bias Tq*N x Tk*N x hd, h times
+out_proj    GEMM (weight)            Tq*N x Dn x Dn
+squash      clamp / tanh             1 x D  (the next layer's memory vector)
+resid1      add_requant_i16          (R+L) x D
+ln_ffn      layernorm_i16 (-> int8)  (R+L) x D
+fc1         GEMM (weight) + ReLU     (R+L)*nf x D/nf x F/nf
+fc2         GEMM (weight)            (R+L)*nf x F/nf x D/nf
+resid2      add_requant_i16          (R+L) x D
+ln_out      layernorm_i16 (-> int16) (R+L) x D
+==========  =======================  =========================================
+
+The dataflow is that of ``model/golden.py`` (``GoldenEncoder.layer_step``,
+``docs/NUMERICS.md`` section 13): the residual stream is int16 (the layer input ``x``,
+``resid1``, ``resid2`` and the layer output ``out``: 2 bytes per element), every LayerNorm
+takes int16 rows, softmax writes unsigned 8-bit probabilities that enter the array as
+``p - 128``, and P@V adds the per-column bias ``128 * colsum(V)`` (``zp_bias``, over all
+``Tk*N`` keys of the head, cached ones included; an int32 row in the ACC bank).
 
 Every GEMM is requantized to int8 inside its program (the REQUANT unit; ReLU for fc1; the
-scores' requantization also applies ``1/sqrt(hd)``); the weight GEMMs add a bias. Folding and
-unfolding are address patterns and cost nothing. The MACs of the GEMMs equal
-:func:`model.accounting.layer_step_counts` (tested).
+scores' requantization also applies ``1/sqrt(hd)``); the weight GEMMs and P@V add a bias.
+Folding and unfolding are address patterns and cost nothing. The MACs of the GEMMs equal
+:func:`model.accounting.layer_step_counts` (tested). The model step adds, outside the layers
+(:func:`sim.perf.estimate.model_counts`), the int16 input chunk from the host, layer 0's
+memory vector (``sum_rows_i16`` of the segment, then one ``requantize``) and the int16
+output to the host.
 
 Each op also names the tensors it reads and writes, with their bank and bytes, so that
 :func:`live_peak` can compute the on-chip working set of the step.
@@ -103,29 +114,36 @@ def layer_steps(cfg: ModelConfig | Config, n_memory: int | None = None,
         return Step(GemmOp(name, mm, kk, nn, count, weight, bias, relu), reads,
                     (act(name, mm * nn),))
 
+    def vec(name, kind, nrows, width, reads, out: Tensor, count=1, out_bytes=None) -> Step:
+        return Step(VectorOp(name, kind, nrows, width, count, out_bytes), reads, (out,))
+
+    i16 = 2  # bytes per element of the int16 residual stream
     squash = "tanh" if c.memory_squash == "tanh" else "clamp"
     steps = [
-        Step(VectorOp("ln_in", "layernorm", rows, d), ("x",), (act("ln_in", rows * d),)),
-        Step(VectorOp("summary", "mean_pool", seg, d), ("ln_in",), (act("summary", d),)),
+        vec("ln_in", "layernorm_i16", rows, d, ("x",), act("ln_in", rows * d)),
+        vec("summary", "mean_pool_i8", seg, d, ("ln_in",), act("summary", d)),
         gemm("q_proj", tq * n, dn, dn, ("ln_in", "summary")),
         gemm("k_proj", tkv * n, dn, dn, ("memory", "ln_in")),
         gemm("v_proj", tkv * n, dn, dn, ("memory", "ln_in")),
         gemm("scores", tq * n, hd, tk * n, ("q_proj", "k_proj", "lc_key"), count=h,
              weight=False, bias=False),
-        Step(VectorOp("softmax", "softmax", tq * n, tk * n, h), ("scores",),
-             (act("probs", tq * n * tk * n),)),
-        gemm("attn_v", tq * n, tk * n, hd, ("probs", "v_proj", "lc_value"), count=h,
-             weight=False, bias=False),
+        vec("softmax", "softmax_u8", tq * n, tk * n, ("scores",),
+            act("probs", tq * n * tk * n), count=h),
+        vec("zp_bias", "zero_point_bias", tk * n, hd, ("v_proj", "lc_value"),
+            Tensor("zp_bias", "acc", 4 * hd), count=h),
+        gemm("attn_v", tq * n, tk * n, hd, ("probs", "v_proj", "lc_value", "zp_bias"),
+             count=h, weight=False, bias=True),
         gemm("out_proj", tq * n, dn, dn, ("attn_v",)),
-        Step(VectorOp("squash", squash, 1, d), ("out_proj",), (act("new_memory", d),)),
-        Step(VectorOp("resid1", "residual_add", rows, d), ("out_proj", "x"),
-             (act("resid1", rows * d),)),
-        Step(VectorOp("ln_ffn", "layernorm", rows, d), ("resid1",), (act("ln_ffn", rows * d),)),
+        vec("squash", squash, 1, d, ("out_proj",), act("new_memory", d)),
+        vec("resid1", "add_requant_i16", rows, d, ("out_proj", "x"),
+            act("resid1", i16 * rows * d)),
+        vec("ln_ffn", "layernorm_i16", rows, d, ("resid1",), act("ln_ffn", rows * d)),
         gemm("fc1", rows * nf, d // nf, f // nf, ("ln_ffn",), relu=True),
         gemm("fc2", rows * nf, f // nf, d // nf, ("fc1",)),
-        Step(VectorOp("resid2", "residual_add", rows, d), ("fc2", "resid1"),
-             (act("resid2", rows * d),)),
-        Step(VectorOp("ln_out", "layernorm", rows, d), ("resid2",), (act("out", rows * d),)),
+        vec("resid2", "add_requant_i16", rows, d, ("fc2", "resid1"),
+            act("resid2", i16 * rows * d)),
+        vec("ln_out", "layernorm_i16", rows, d, ("resid2",), act("out", i16 * rows * d),
+            out_bytes=i16),
     ]
     return steps
 
@@ -148,15 +166,16 @@ def state_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
 
 
 def live_peak(cfg: ModelConfig | Config, steps: list[Step]) -> dict[str, int]:
-    """Peak bytes per bank of the step's live int8 tensors (all in the activation bank; the
-    GEMM programs' int32 tiles are inside their own SRAM footprint).
+    """Peak bytes per bank of the step's live tensors: int8 and the int16 residual stream in
+    the activation bank, one head's int32 zero-point bias row in the ACC bank (the GEMM
+    programs' int32 tiles are inside their own SRAM footprint).
 
-    The layer input ``x`` (``(R+L) x D``) is live from the start; a tensor is live from the op
+    The layer input ``x`` (``(R+L) x D`` int16) is live from the start; a tensor is live from the op
     that writes it to the last op that reads it (``out`` to the end). The state (memory bank,
     left-context caches) is not included (see :func:`state_bytes`).
     """
     c = model_config(cfg)
-    x = Tensor("x", "act", (c.right_context + c.segment_length) * c.d_model)
+    x = Tensor("x", "act", 2 * (c.right_context + c.segment_length) * c.d_model)
     tensors = {x.name: x}
     last_use = {x.name: -1}
     born = {x.name: -1}
