@@ -170,9 +170,12 @@ def build_raw_harness(sources: dict[str, str]) -> Path:
     return exe
 
 
-def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_SHAPE[2]
-              ) -> dict:
-    """Cycles/s through the runner vs a plain C++ harness, same Verilog and stimulus."""
+def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_SHAPE[2],
+              repeats: int = 3) -> dict:
+    """Cycles/s through the runner vs a plain C++ harness, same Verilog and stimulus.
+
+    The two engines run alternately ``repeats`` times and each keeps its best time, so a
+    burst of load on the machine does not decide the ratio."""
     from hw.compiler import compile_gemm
     from model.config import HardwareConfig
     from sim.accel_run import Job, run_jobs
@@ -186,10 +189,6 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
     din = prog.pack_inputs(a, b, bv, mult, shift)
     words = prog.words()
     model = program_cycles(prog, hw)["total"]
-    records, result = run_jobs(hw, [Job(words, din, 4 * model + 10000)])
-    rec = records[0]
-    if not rec.ok:
-        raise RuntimeError(f"runner: {rec.describe(words)}")
     design = accel_design(hw)
     exe = build_raw_harness(dict(design.sources))
     stim = exe.parent.parent / "stimulus.txt"
@@ -199,8 +198,18 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
     dv = np.ascontiguousarray(din, np.uint8).view("<u4").reshape(len(din), data_words)
     lines += [" ".join(f"{int(x):x}" for x in row) for row in dv]
     stim.write_text("\n".join(lines) + "\n")
-    raw = json.loads(subprocess.run([str(exe), str(stim)], capture_output=True, text=True,
-                                    check=True).stdout)
+    recs, raws = [], []
+    for _ in range(repeats):
+        records, result = run_jobs(hw, [Job(words, din, 4 * model + 10000)])
+        if not records[0].ok:
+            raise RuntimeError(f"runner: {records[0].describe(words)}")
+        recs.append(records[0])
+        raws.append(json.loads(subprocess.run([str(exe), str(stim)], capture_output=True,
+                                              text=True, check=True).stdout))
+    rec = min(recs, key=lambda r: r.wall_s)
+    raw = min(raws, key=lambda r: r["job_s"])
+    run_only = min(r.phases_s["run"] for r in recs)
+    raw_run_only = min(r["run_s"] for r in raws)
     cycles = rec.counters["total"]
     same = (raw["total"] == cycles and raw["n_out"] == len(rec.dout)
             and raw["checksum"] == output_checksum(rec.dout))
@@ -211,10 +220,10 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
         "cycles_per_s": round(ours), "raw_cycles_per_s": round(theirs),
         "ratio": round(ours / theirs, 3),
         "runner_job_s": round(rec.wall_s, 3), "raw_job_s": round(raw["job_s"], 3),
-        "run_only_cycles_per_s": round(cycles / rec.phases_s["run"]),
-        "raw_run_only_cycles_per_s": round(cycles / raw["run_s"]),
-        "run_only_ratio": round(raw["run_s"] / rec.phases_s["run"], 3),
-        "same_result": same, "runner_process_s": round(result.wall_s, 2),
+        "run_only_cycles_per_s": round(cycles / run_only),
+        "raw_run_only_cycles_per_s": round(cycles / raw_run_only),
+        "run_only_ratio": round(raw_run_only / run_only, 3),
+        "same_result": same, "repeats": repeats,
     }
 
 
@@ -226,7 +235,7 @@ def sim_speed_bench():
             ["plain Verilator C++ harness", r["raw_cycles_per_s"], r["raw_job_s"], 1.0,
              r["raw_run_only_cycles_per_s"], 1.0]]
     title = (f"simulation speed, GEMM {'x'.join(map(str, r['gemm']))} ({r['cycles']} cycles; "
-             f"job = preload + run + read-back; same output: {r['same_result']}; target "
-             "ratio >= 0.5)")
+             f"job = preload + run + read-back; best of {r['repeats']} alternating runs; "
+             f"same output: {r['same_result']}; target ratio >= 0.5)")
     return title, ["engine", "cycles/s (job)", "job s", "ratio", "cycles/s (run only)",
                    "ratio (run only)"], rows
