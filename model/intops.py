@@ -244,18 +244,23 @@ def quantize_add_multipliers(scale_a: float, scale_b: float, scale_out: float
     return int(ma), int(mb), int(s)
 
 
-def add_requant(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = False) -> np.ndarray:
-    """Residual add of int8 ``a`` (scale s_a) and ``b`` (scale s_b) into int8 (scale s_y):
-    ``sat8((a*m_a + b*m_b + 2**(s-1)) >> s)``; ``|a*m_a + b*m_b| < 2**23``."""
-    aa = _ints(a, "a", I8_MIN, I8_MAX)
-    ba = _ints(b, "b", I8_MIN, I8_MAX)
+def _add_shift(a: Any, b: Any, m_a: Any, m_b: Any, s: Any, lo: int, hi: int,
+               relu: bool) -> np.ndarray:
+    """``(a*m_a + b*m_b + 2**(s-1)) >> s`` (optionally ReLU) for operands in ``[lo, hi]``,
+    before saturation: the shared core of the residual adds."""
+    aa = _ints(a, "a", lo, hi)
+    ba = _ints(b, "b", lo, hi)
     ma = _ints(m_a, "m_a", 0, M_MAX)
     mb = _ints(m_b, "m_b", 0, M_MAX)
     sa = _ints(s, "s", S_MIN, S_MAX)
     y = (aa * ma + ba * mb + (np.int64(1) << (sa - 1))) >> sa
-    if relu:
-        y = np.maximum(y, 0)
-    return saturate_i8(y)
+    return np.maximum(y, 0) if relu else y
+
+
+def add_requant(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = False) -> np.ndarray:
+    """Residual add of int8 ``a`` (scale s_a) and ``b`` (scale s_b) into int8 (scale s_y):
+    ``sat8((a*m_a + b*m_b + 2**(s-1)) >> s)``; ``|a*m_a + b*m_b| < 2**23``."""
+    return saturate_i8(_add_shift(a, b, m_a, m_b, s, I8_MIN, I8_MAX, relu))
 
 
 def add_requant_i16(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = False
@@ -265,15 +270,7 @@ def add_requant_i16(a: Any, b: Any, m_a: int, m_b: int, s: int, relu: bool = Fal
     ``sat16((a*m_a + b*m_b + 2**(s-1)) >> s)``. ``|a*m_a + b*m_b| <= 2**31 - 2**16`` (signed
     32-bit); with the rounding constant the intermediate is the 48-bit requantization datapath.
     Parameters from :func:`quantize_add_multipliers` (one shared shift)."""
-    aa = _ints(a, "a", I16_MIN, I16_MAX)
-    ba = _ints(b, "b", I16_MIN, I16_MAX)
-    ma = _ints(m_a, "m_a", 0, M_MAX)
-    mb = _ints(m_b, "m_b", 0, M_MAX)
-    sa = _ints(s, "s", S_MIN, S_MAX)
-    y = (aa * ma + ba * mb + (np.int64(1) << (sa - 1))) >> sa
-    if relu:
-        y = np.maximum(y, 0)
-    return saturate_i16(y)
+    return saturate_i16(_add_shift(a, b, m_a, m_b, s, I16_MIN, I16_MAX, relu))
 
 
 # ----------------------------------------------------------------------------- softmax
