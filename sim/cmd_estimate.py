@@ -245,8 +245,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 def _fold_report(rep: dict, args: argparse.Namespace) -> int:
     folds = rep["folds"]
     if args.plot:
+        from sim.fileio import atomic_write
         from sim.perf.plots import fold_plot
-        from sim.perf.sweep import atomic_write
         bars = {"weight bytes": "weight_bytes", "DRAM bytes\n(streamed)": "dram_bytes_streamed",
                 "energy\n(streamed)": "energy_pj_streamed",
                 "energy\n(resident)": "energy_pj_resident", "cycles": "cycles",

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.fileio import atomic_write
 from sim.toolchain import Toolchain, ToolchainError, activate, fst_supported
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,6 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str, Any],
                       config_toml: str | None = None) -> str:
     """Verilog of ``factory()`` (an Amaranth component) as module ``name``, cached on disk.
@@ -158,8 +153,8 @@ def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str
         text = compact_memory_init(verilog.convert(factory(), name=name, emit_src=False))
         log.info("generated Verilog for %s in %.1f s -> %s", name, time.monotonic() - t0, vfile)
         if config_toml is not None:
-            _atomic_write(vdir / f"{name}-{key}.toml", config_toml)
-        _atomic_write(vfile, text)
+            atomic_write(vdir / f"{name}-{key}.toml", config_toml)
+        atomic_write(vfile, text)
     return text
 
 

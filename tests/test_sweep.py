@@ -11,7 +11,6 @@ from sim.perf.energy import HOROWITZ_45NM
 from sim.perf.estimate import estimate_model
 from sim.perf.sweep import (
     SweepError,
-    atomic_write,
     grid_configs,
     pareto_front,
     parse_values,
@@ -134,12 +133,3 @@ def test_grid_and_values_helpers():
     cfgs = grid_configs(load_config(TINY), {"rows": [8, 16], "sram_kib": [32]})
     assert [(c.hardware.rows, c.hardware.act_sram_kib, c.hardware.wgt_sram_kib,
              c.hardware.acc_sram_kib) for c in cfgs] == [(8, 32, 32, 32), (16, 32, 32, 32)]
-
-
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    p = tmp_path / "a.txt"
-    atomic_write(p, b"old")
-    with pytest.raises(TypeError):
-        atomic_write(p, "not bytes")  # write fails inside the temp file
-    assert p.read_bytes() == b"old"
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.txt"]

@@ -19,10 +19,10 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from model.config import HardwareConfig
+from sim.fileio import atomic_write
 from sim.perf.counts import Counts
 from sim.perf.program import instructions, traffic_counts
 
@@ -121,10 +121,7 @@ def _cached(gemm: tuple, params, hw: HardwareConfig) -> Counts:
     if use_disk:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gemm.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(c.to_dict(), f)
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(c.to_dict()))
         except OSError:
             pass  # a read-only build dir only costs speed
     return c
