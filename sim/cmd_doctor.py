@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
-import os
 import platform
-import tempfile
 import time
 
 from sim.cliutil import add_json_arg, emit, format_table
@@ -56,28 +55,18 @@ def check(fresh: bool = False) -> dict:
         report["rtl_error"] = str(e)
         return report
     from sim.designs import pe_design
-    from sim.rtl import RtlBuildError, RtlRunError, run_cocotb
+    from sim.rtl import RtlBuildError, RtlRunError, fresh_build_root, run_cocotb
 
-    saved = os.environ.get("FOLDACCEL_BUILD_DIR")
-    tmp = tempfile.TemporaryDirectory(prefix="foldaccel-doctor-") if fresh else None
     t0 = time.monotonic()
     try:
-        if tmp is not None:
-            os.environ["FOLDACCEL_BUILD_DIR"] = tmp.name
-        result = run_cocotb(pe_design(), "cocotb_tests.tb_pe",
-                            env={"FOLDACCEL_SEED": "1", "FOLDACCEL_PE_CYCLES": "2000"})
+        with fresh_build_root("foldaccel-doctor-") if fresh else contextlib.nullcontext():
+            result = run_cocotb(pe_design(), "cocotb_tests.tb_pe",
+                                env={"FOLDACCEL_SEED": "1", "FOLDACCEL_PE_CYCLES": "2000"})
         report["rtl_build_ok"] = result.ok
         if not result.ok:
             report["rtl_error"] = result.summary()
     except (ToolchainError, RtlBuildError, RtlRunError) as e:
         report["rtl_error"] = str(e)
-    finally:
-        if tmp is not None:
-            if saved is None:
-                os.environ.pop("FOLDACCEL_BUILD_DIR", None)
-            else:
-                os.environ["FOLDACCEL_BUILD_DIR"] = saved
-            tmp.cleanup()
     report["rtl_seconds"] = round(time.monotonic() - t0, 2)
     return report
 

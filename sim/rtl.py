@@ -59,6 +59,22 @@ def build_root() -> Path:
     return Path(root) if root else REPO_ROOT / "build"
 
 
+@contextlib.contextmanager
+def fresh_build_root(prefix: str = "foldaccel-") -> Iterator[Path]:
+    """Point :func:`build_root` at a new temporary directory (a cold cache) for the block;
+    restore the previous setting and delete the directory afterwards."""
+    saved = os.environ.get("FOLDACCEL_BUILD_DIR")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.environ["FOLDACCEL_BUILD_DIR"] = tmp
+        try:
+            yield Path(tmp)
+        finally:
+            if saved is None:
+                os.environ.pop("FOLDACCEL_BUILD_DIR", None)
+            else:
+                os.environ["FOLDACCEL_BUILD_DIR"] = saved
+
+
 def _sha(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for p in parts:

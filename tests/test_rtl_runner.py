@@ -1,5 +1,7 @@
 """The RTL runner's Verilog post-processing and build keys."""
 
+import os
+
 from sim.rtl import RtlDesign, compact_memory_init
 from sim.toolchain import find_toolchain
 
@@ -54,3 +56,17 @@ def test_build_key_covers_sources_flags_and_opt():
     keys = {base.key(tc, "")} | {v.key(tc, "") for v in variants} | {base.key(tc, "fst")}
     assert len(keys) == 6
     assert base.key(tc, "") == RtlDesign("top", {"a.v": "module top; endmodule"}).key(tc, "")
+
+
+def test_fresh_build_root_is_temporary_and_restores(monkeypatch, tmp_path):
+    from sim.rtl import build_root, fresh_build_root
+
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path / "mine"))
+    with fresh_build_root() as root:
+        assert build_root() == root and root.is_dir() and root != tmp_path / "mine"
+    assert build_root() == tmp_path / "mine"
+    assert not root.exists()
+    monkeypatch.delenv("FOLDACCEL_BUILD_DIR")
+    with fresh_build_root():
+        pass
+    assert "FOLDACCEL_BUILD_DIR" not in os.environ
