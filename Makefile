@@ -25,12 +25,13 @@ test-full: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) -m sim.bench
 
 toolchain: install
-	$(PY) -m sim.toolchain
+	$(PY) -m sim.rtl.toolchain
 
 doctor: install
 	$(VENV)/bin/foldaccel doctor

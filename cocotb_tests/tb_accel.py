@@ -1,10 +1,10 @@
-"""Program-level cocotb tests of the accelerator (``sim.designs.accel_design``).
+"""Program-level cocotb tests of the accelerator (``sim.rtl.designs.accel_design``).
 
 Per GEMM case: the compiler builds the program, the driver preloads the host model and
 starts it, the monitor reads the output stream and the performance counters, and the
 scoreboard compares element by element against two reference models -- the numpy golden
 (``model.intops.gemm_i32`` + ``requantize``) and the ISA simulator -- and compares every RTL
-counter with the timing model (``sim.timing.program_cycles``) and with the estimator users
+counter with the timing model (``hw.timing.program_cycles``) and with the estimator users
 run (``sim.perf.estimate.estimate_program``). Mismatches name the case,
 the element, both values and the operands' seed.
 
@@ -21,17 +21,17 @@ from dataclasses import dataclass
 import cocotb
 import numpy as np
 
-from cocotb_tests.accel_host import run_program
-from cocotb_tests.scoreboard import Scoreboard
 from hw import isa
 from hw.accel import ERR_ILLEGAL, ERR_WATCHDOG
 from hw.compiler import GemmProgram, compile_gemm
+from hw.timing import program_cycles
 from hw.uarch import AccelParams
 from model.config import config_from_dict
 from model.intops import gemm_i32, requantize
 from sim.isa_sim import simulate
 from sim.perf.estimate import estimate_program
-from sim.timing import program_cycles
+from sim.rtl.host import run_program
+from sim.rtl.scoreboard import Scoreboard
 
 HW = config_from_dict(tomllib.loads(os.environ.get("FOLDACCEL_CONFIG", ""))).hardware
 P = AccelParams.from_hw(HW)

@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from cocotb_tests.scoreboard import Scoreboard
+from sim.rtl.scoreboard import Scoreboard
 
 SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
 ROWS = int(os.environ.get("FOLDACCEL_ROWS", "4"))

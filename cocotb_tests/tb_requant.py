@@ -14,9 +14,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from cocotb_tests.scoreboard import Scoreboard
 from cocotb_tests.tb_array import pack, unpack_signed
 from model.intops import I32_MAX, I32_MIN, M_MAX, S_MAX, S_MIN, requantize
+from sim.rtl.scoreboard import Scoreboard
 
 SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
 LANES = int(os.environ.get("FOLDACCEL_LANES", "3"))

@@ -4,8 +4,8 @@ small non-square array (4x3, 1 KiB banks, 8-byte host beats) and the default 16x
 import pytest
 
 from model.config import Config, HardwareConfig
-from sim.designs import SMALL_HW, accel_design
-from sim.rtl import run_cocotb
+from sim.rtl.designs import SMALL_HW, accel_design
+from sim.rtl.runner import run_cocotb
 
 pytestmark = pytest.mark.rtl
 

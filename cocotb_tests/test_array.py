@@ -2,8 +2,8 @@
 
 import pytest
 
-from sim.designs import array_design, requant_design
-from sim.rtl import run_cocotb
+from sim.rtl.designs import array_design, requant_design
+from sim.rtl.runner import run_cocotb
 
 pytestmark = pytest.mark.rtl
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sim.designs import pe_design
-from sim.rtl import run_cocotb
+from sim.rtl.designs import pe_design
+from sim.rtl.runner import run_cocotb
 
 pytestmark = pytest.mark.rtl
 
@@ -26,8 +26,8 @@ def test_pe_many_seeds(seed):
 
 def test_waveforms_on_request():
     """waves=True leaves a waveform (FST when lz4 headers exist, VCD otherwise)."""
-    from sim.rtl import waves_format
-    from sim.toolchain import activate
+    from sim.rtl.runner import waves_format
+    from sim.rtl.toolchain import activate
 
     result = run_cocotb(pe_design(), "cocotb_tests.tb_pe", testcase="random_stream",
                         env={"FOLDACCEL_PE_CYCLES": "50"}, waves=True)

@@ -15,6 +15,7 @@ import numpy as np
 
 from hw import isa
 from hw.isa import Instr
+from hw.uarch import COUNTERS
 
 HOST_BYTES = 8
 
@@ -36,8 +37,7 @@ class Probe:
 
 
 def _c(**kw) -> dict[str, int]:
-    base = {"total": 0, "array_busy": 0, "dma_in_busy": 0, "dma_out_busy": 0, "dma_busy": 0,
-            "requant_busy": 0, "stall": 0}
+    base = dict.fromkeys(COUNTERS, 0)
     base.update(kw)
     return base
 

@@ -10,7 +10,7 @@
 Instructions issue in order into one queue per unit; each unit executes its queue in order.
 An instruction's dependency fields (hw/isa.py) become "completion count" requirements at
 dispatch; a unit starts its head instruction only when those are met. The cycle-level rules
-are written down in docs/ISA.md and mirrored by sim/timing.py.
+are written down in docs/ISA.md and mirrored by hw/timing.py.
 """
 
 from __future__ import annotations
@@ -22,35 +22,28 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SystolicArray
-from hw.isa import (
-    DEP_SLOTS,
-    FIELDS,
-    MODES,
-    OPCODES,
-    PAYLOAD_BITS,
-    UNIT_OF,
-    UNITS,
-    instr_layout,
-    payload_layout,
-    used_mask,
-)
+from hw.decoder import illegal_signal
+from hw.isa import DEP_SLOTS, OPCODES, PAYLOAD_BITS, UNIT_OF, instr_layout, payload_layout
+from hw.opcodes import MODES, PARAM_M_BITS, PARAM_S_BITS, TABLE, OpcodeError
 from hw.requant import Requantizer, param_fields
 from hw.uarch import (
     ACC,
     ACT,
+    COUNTERS,
     DRAIN_RING,
     INSTR_BITS,
     QUEUE_DEPTH,
     ROWS_PER_ACC_WORD,
+    UNITS,
     WGT,
     AccelParams,
 )
 
 PC_BITS = 16
 COUNT_BITS = 16  # completion counters (compared modulo 2**16)
-#: Performance counters, in the order of the ``counters`` port (32 bits each).
-COUNTERS = ("total", "array_busy", "dma_in_busy", "dma_out_busy", "dma_busy",
-            "requant_busy", "stall")
+#: Opcodes each unit's RTL implements (an opcode of the table without RTL is an error).
+IMPLEMENTED = {"LOAD": ("LOAD",), "MATMUL": ("MATMUL",), "REQUANT": ("REQUANT",),
+               "STORE": ("STORE",)}
 COUNTER_LAYOUT = data.StructLayout({name: 32 for name in COUNTERS})
 #: ``error`` codes.
 ERR_NONE, ERR_ILLEGAL, ERR_WATCHDOG = 0, 1, 2
@@ -293,8 +286,8 @@ class RequantUnit(_Unit):
         ]
         m.d.sync += params_due.eq(self.pop)
         lanes = data.View(data.ArrayLayout(32, C), self.acc_rd.data)
-        m_reg = Signal(data.ArrayLayout(15, C), name="rq_m")
-        s_reg = Signal(data.ArrayLayout(6, C), name="rq_s")
+        m_reg = Signal(data.ArrayLayout(PARAM_M_BITS, C), name="rq_m")
+        s_reg = Signal(data.ArrayLayout(PARAM_S_BITS, C), name="rq_s")
         with m.If(params_due):
             for j in range(C):
                 mj, sj = param_fields(lanes[j])
@@ -378,6 +371,10 @@ class Accelerator(wiring.Component):
         })
 
     def elaborate(self, platform):
+        for name, spec in TABLE.items():
+            if spec.unit is not None and name not in IMPLEMENTED.get(spec.unit, ()):
+                raise OpcodeError(f"opcode {name} runs on unit {spec.unit}, whose RTL does not "
+                                  "implement it (hw/accel.py)")
         m = Module()
         p = self.p
         # ---------------------------------------------------------------- SRAM banks
@@ -420,8 +417,7 @@ class Accelerator(wiring.Component):
         fetch_pc = Signal(PC_BITS, name="fetch_pc")
         view = data.View(instr_layout(), ir)
         op = view.opcode
-        illegal = Signal(name="illegal")
-        self._decode_checks(m, ir, view, illegal)
+        illegal = illegal_signal(m, ir, p)
         budget = Signal(32, name="wd_budget")
         trip = Signal(name="wd_trip")
         m.d.comb += trip.eq((budget != 0) & (self.counters.total >= budget))
@@ -430,13 +426,17 @@ class Accelerator(wiring.Component):
         all_done = Cat(*(completed[u] == dispatched[u] for u in range(N_UNITS))).all()
         can = Signal(name="can_dispatch")
         with m.Switch(op):
-            for name, u in UNIT_OF.items():
-                with m.Case(OPCODES[name]):
-                    m.d.comb += can.eq(fifos[u].w_rdy)
-            with m.Case(OPCODES["CONFIG"]):
-                m.d.comb += can.eq(1)
-            with m.Case(OPCODES["FENCE"], OPCODES["DONE"]):
-                m.d.comb += can.eq(all_done)
+            for name, spec in TABLE.items():
+                with m.Case(spec.code):
+                    if spec.unit is not None:
+                        m.d.comb += can.eq(fifos[UNIT_OF[name]].w_rdy)
+                    elif spec.need("control") == "immediate":
+                        m.d.comb += can.eq(1)
+                    elif spec.control == "barrier":
+                        m.d.comb += can.eq(all_done)
+                    else:
+                        raise OpcodeError(f"opcode {name}: no RTL for control kind "
+                                          f"{spec.control!r}")
         consume = Signal(name="consume")
         m.d.comb += [consume.eq(go & ir_valid & ~illegal & can),
                      self.instr.ready.eq(go & (~ir_valid | consume))]
@@ -459,7 +459,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += dispatched[u].eq(dispatched[u] + 1)
         with m.If(consume & (op == OPCODES["CONFIG"])):
             m.d.sync += budget.eq(view.payload.config.budget)
-        with m.If(consume & (op == OPCODES["DONE"])):
+        ends = [spec.code for spec in TABLE.values() if spec.ends]
+        with m.If(consume & Cat(*(op == code for code in ends)).any()):
             m.d.sync += [self.done.eq(1), self.running.eq(0)]
         with m.If(self.start & ~self.running & ~self.done & (self.error == ERR_NONE)):
             m.d.sync += self.running.eq(1)
@@ -494,48 +495,6 @@ class Accelerator(wiring.Component):
                 cnt.stall.eq(cnt.stall + mm.stall),
             ]
         return m
-
-    def _decode_checks(self, m: Module, ir, view, illegal) -> None:
-        """``illegal`` = the conditions of hw.isa.decode and hw.isa.problems, in hardware."""
-        op = view.opcode
-        pl = view.payload
-        bad = Signal(name="bad_fields")
-        with m.Switch(op):
-            for name, code in OPCODES.items():
-                with m.Case(code):
-                    stray = ir & ~Const(used_mask(name), INSTR_BITS)
-                    m.d.comb += bad.eq((stray != 0) | self._field_checks(name, pl, view))
-            with m.Default():
-                m.d.comb += bad.eq(1)
-        m.d.comb += illegal.eq(bad)
-
-    def _field_checks(self, name: str, pl, view):
-        p = self.p
-        depth = {ACT: p.act_depth, WGT: p.wgt_depth, ACC: p.acc_depth}
-        if name == "CONFIG":
-            c = pl.config
-            return (c.rows != p.rows) | (c.cols != p.cols)
-        if name == "LOAD":
-            c = pl.load
-            over = Mux(c.bank == ACT, c.addr + c.count > depth[ACT],
-                       Mux(c.bank == WGT, c.addr + c.count > depth[WGT],
-                           c.addr + c.count > depth[ACC]))
-            return (c.bank > ACC) | (c.count == 0) | over
-        if name == "MATMUL":
-            c = pl.matmul
-            is_bias = c.mode == MODES["BIAS"]
-            return ((c.mode > MODES["BIAS"]) | (c.k == 0) | (c.act + c.k > p.act_depth)
-                    | (c.wgt + c.k > p.wgt_depth) | (c.acc + p.rows > p.acc_depth)
-                    | (is_bias & (c.bias + 1 > p.acc_depth)) | (~is_bias & (c.bias != 0)))
-        if name == "REQUANT":
-            c = pl.requant
-            return ((c.rows == 0) | (c.src + c.rows > p.acc_depth)
-                    | (c.dst + ((c.rows + 3) >> 2) > p.acc_depth) | (c.param + 1 > p.acc_depth))
-        if name == "STORE":
-            c = pl.store
-            return (c.count == 0) | (c.addr + c.count > p.acc_depth)
-        assert not FIELDS[name]
-        return Const(0, 1)
 
 
 assert DEP_SLOTS >= N_UNITS

@@ -25,7 +25,8 @@ from hw import isa
 from hw.deps import DepTracker
 from hw.hostio import beats_to_words, int32_words, words_to_beats
 from hw.isa import Instr
-from hw.uarch import ACC, ACT, WGT, AccelParams
+from hw.timing import program_cycles, watchdog_budget
+from hw.uarch import ACC, ACT, ROWS_PER_ACC_WORD, WGT, AccelParams, as_params
 from model.config import HardwareConfig
 from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 
@@ -39,10 +40,6 @@ class CompileError(ValueError):
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def as_params(hw: HardwareConfig | AccelParams) -> AccelParams:
-    return hw if isinstance(hw, AccelParams) else AccelParams.from_hw(hw)
 
 
 class _Lru:
@@ -163,11 +160,11 @@ class GemmProgram:
         per = p.beats(ACC)
         for i, j, m_t in self.stores:
             n_t = min(C, self.N - j * C)
-            nwords = _cdiv(m_t, 4) if self.requant else m_t
-            words = beats_to_words(beats[pos:pos + nwords * per], 4 * C)
+            nwords = _cdiv(m_t, ROWS_PER_ACC_WORD) if self.requant else m_t
+            words = beats_to_words(beats[pos:pos + nwords * per], p.word_bytes(ACC))
             pos += nwords * per
             if self.requant:
-                rows = words.reshape(nwords * 4, C).view(np.int8)[:m_t]
+                rows = words.reshape(nwords * ROWS_PER_ACC_WORD, C).view(np.int8)[:m_t]
             else:
                 rows = words.view("<i4")
             out[i * R:i * R + m_t, j * C:j * C + n_t] = rows[:m_t, :n_t]
@@ -181,25 +178,6 @@ class GemmProgram:
 
 def _serpentine(n: int, parity: int) -> list[int]:
     return list(range(n)) if parity % 2 == 0 else list(range(n - 1, -1, -1))
-
-
-def watchdog_budget(instrs: list[Instr], p: AccelParams) -> int:
-    """CONFIG's cycle budget: the program run fully serially (every instruction waits for all
-    before it), plus two cycles each for fetch and dispatch and a 64-cycle margin. The
-    overlapped schedule is never slower, so a run that exceeds it is hung."""
-    total = 64
-    for ins in instrs:
-        a = ins.args
-        total += 2
-        if ins.op == "LOAD":
-            total += a["count"] * p.beats(a["bank"])
-        elif ins.op == "STORE":
-            total += a["count"] * p.beats(ACC)
-        elif ins.op == "MATMUL":
-            total += a["k"] + p.drain_gap + p.matmul_latency + 1
-        elif ins.op == "REQUANT":
-            total += a["rows"] + p.REQUANT_LATENCY + 1
-    return min(total, 2**32 - 1)
 
 
 def _int_array(x, name: str, shape: tuple, lo: int, hi: int) -> np.ndarray:
@@ -245,7 +223,7 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
     with a bias). ``k_chunks`` fixes how many pieces K is cut into; by default the compiler
     tries the fewest that fit and 2, 4 and 8 times as many (smaller pieces start the array
     sooner and leave room for more resident tiles) and keeps the program the timing model
-    (sim/timing.py) finds fastest. Raises :class:`CompileError` for shapes the hardware
+    (hw/timing.py) finds fastest. Raises :class:`CompileError` for shapes the hardware
     cannot run.
     """
     p = as_params(hw)
@@ -260,8 +238,6 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
             raise CompileError(f"k_chunks={k_chunks} must be in [{nk_min}, K={K}] (the "
                                f"fewest chunks whose operand tiles fit twice in ACT/WGT)")
         return _Compiler(p, M, K, N, bias, requant, relu, k_chunks).run()
-    from sim.timing import program_cycles  # pure Python; imported late to keep hw -> sim light
-
     # distinct chunk sizes only; skip the search for very large programs (compile time)
     cands = sorted({_cdiv(K, _cdiv(K, nk)) for nk in (nk_min, 2 * nk_min, 4 * nk_min,
                                                       8 * nk_min) if nk <= K})
@@ -290,7 +266,7 @@ class _Compiler:
         self.n_act = p.act_depth // self.kc
         self.n_wgt = p.wgt_depth // self.kc
         self.const_words = int(bias) + int(requant)
-        self.slot_words = R + (_cdiv(R, 4) if requant else 0)
+        self.slot_words = R + (_cdiv(R, ROWS_PER_ACC_WORD) if requant else 0)
         n_const = 0
         if self.const_words:
             n_const = min(self.Nt, max(1, p.acc_depth // 4 // self.const_words))
@@ -403,11 +379,10 @@ class _Compiler:
             param = self.const_addr(j) + int(prog.bias)
             dst = acc + p.rows
             self.emit(isa.requant(acc, dst, param, m_t, prog.relu))
-            self.emit(isa.store(dst, _cdiv(m_t, 4)))
+            self.emit(isa.store(dst, _cdiv(m_t, ROWS_PER_ACC_WORD)))
         else:
             self.emit(isa.store(acc, m_t))
         prog.stores.append((i, j, m_t))
 
 
-__all__ = ["CompileError", "GemmProgram", "as_params", "check_gemm", "compile_gemm",
-           "watchdog_budget"]
+__all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm"]

@@ -20,32 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.isa import DEP_MAX, MODES, UNITS, Instr, IsaError
-from hw.uarch import ACC, ACT, WGT, AccelParams
-
-Region = tuple[int, int, int]  # (bank, first word, end word)
+from hw.isa import DEP_MAX, Instr, IsaError
+from hw.opcodes import Region
+from hw.uarch import ACC, ACT, BANK_NAMES, UNITS, WGT, AccelParams
 
 
 def regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
-    """(reads, writes) of ``ins`` as SRAM word ranges."""
-    a = ins.args
-    if ins.op == "LOAD":
-        return [], [(a["bank"], a["addr"], a["addr"] + a["count"])]
-    if ins.op == "STORE":
-        return [(ACC, a["addr"], a["addr"] + a["count"])], []
-    if ins.op == "MATMUL":
-        tile = (ACC, a["acc"], a["acc"] + p.rows)
-        reads = [(ACT, a["act"], a["act"] + a["k"]), (WGT, a["wgt"], a["wgt"] + a["k"])]
-        if a["mode"] == MODES["ACCUMULATE"]:
-            reads.append(tile)
-        elif a["mode"] == MODES["BIAS"]:
-            reads.append((ACC, a["bias"], a["bias"] + 1))
-        return reads, [tile]
-    if ins.op == "REQUANT":
-        n = a["rows"]
-        return ([(ACC, a["param"], a["param"] + 1), (ACC, a["src"], a["src"] + n)],
-                [(ACC, a["dst"], a["dst"] + -(-n // 4))])
-    return [], []
+    """(reads, writes) of ``ins`` as SRAM word ranges (the opcode table's ``regions`` rule)."""
+    return ins.spec.need("regions")(ins.args, p)
 
 
 class DepTracker:
@@ -102,7 +84,7 @@ class DepTracker:
 
     # ------------------------------------------------------------------ internals
     def _record_control(self, ins: Instr) -> Instr:
-        if ins.op in ("FENCE", "DONE"):
+        if ins.spec.need("control") == "barrier":
             self.fence = [c - 1 for c in self.count]
         self.pc += 1
         return ins
@@ -120,10 +102,9 @@ class DepTracker:
         return vec
 
     def _same_unit_ok(self, ins: Instr, other: Instr) -> bool:
-        """Same-unit read-after-write the pipelines order by themselves (module docstring)."""
-        if ins.op == "MATMUL" and other.op == "MATMUL":
-            return ins["mode"] == MODES["ACCUMULATE"] and ins["acc"] == other["acc"]
-        return ins.op in ("LOAD", "STORE")
+        """Same-unit read-after-write the pipeline orders by itself (the opcode table's
+        ``ordered_raw`` rule; module docstring)."""
+        return bool(ins.spec.need("ordered_raw")(ins, other))
 
     def _needs(self, ins: Instr) -> tuple[list[int], list[str]]:
         """Per unit: highest earlier instruction index this one must wait for (-1 = none),
@@ -149,7 +130,7 @@ class DepTracker:
                 if top > need[v]:
                     need[v] = top
                     why[v] = (f"{'reads' if raw else 'writes'} "
-                              f"{('ACT', 'WGT', 'ACC')[bank]}[{lo}:{hi}]")
+                              f"{BANK_NAMES[bank]}[{lo}:{hi}]")
         return need, why
 
     def _record(self, ins: Instr, after: list[int]) -> None:

@@ -23,22 +23,32 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hw.uarch import ACC, ACT, BANK_NAMES, INSTR_BITS, WGT, AccelParams
+from hw import opcodes
+from hw.opcodes import (
+    MODE_NAMES,
+    MODES,
+    PARAM_M_BITS,
+    PARAM_S_BITS,
+    PARAM_S_SHIFT,
+    TABLE,
+    OpcodeError,
+    OpSpec,
+)
+from hw.uarch import ACC, ACT, INSTR_BITS, UNITS, WGT, AccelParams
 
 
 class IsaError(ValueError):
     """A malformed instruction or program; the message names the instruction and field."""
 
 
-OPCODES: dict[str, int] = {
-    "CONFIG": 1, "LOAD": 2, "MATMUL": 3, "REQUANT": 4, "STORE": 5, "FENCE": 6, "DONE": 7,
-}
-#: Opcode 0 (an all-zero word) and 8..15 are illegal; 8..15 are kept for the vector unit,
-#: the memory-bank buffer and layer-level instructions of later versions.
+#: Opcode numbers by name, and names by number (from the opcode table, ``hw/opcodes.py``).
+OPCODES: dict[str, int] = {name: s.code for name, s in TABLE.items()}
 OPNAMES = {v: k for k, v in OPCODES.items()}
+#: Payload fields of each opcode, (name, bits), packed from payload bit 0.
+FIELDS: dict[str, tuple[tuple[str, int], ...]] = {name: s.fields for name, s in TABLE.items()}
+#: Unit index that executes each opcode (the others run in the dispatcher).
+UNIT_OF = {name: UNITS.index(s.unit) for name, s in TABLE.items() if s.unit is not None}
 
-#: Execution units, in dependency-slot order. Slots 4 and 5 are reserved (must be 0).
-UNITS = ("LOAD", "MATMUL", "REQUANT", "STORE")
 DEP_SLOTS = 6
 DEP_BITS = 4
 DEP_MAX = (1 << DEP_BITS) - 1
@@ -46,45 +56,44 @@ OPCODE_BITS = 4
 HEADER_BITS = 32
 PAYLOAD_BITS = INSTR_BITS - HEADER_BITS
 
-#: MATMUL modes: what the drained tile is added to.
-MODES = {"OVERWRITE": 0, "ACCUMULATE": 1, "BIAS": 2}
-MODE_NAMES = {v: k for k, v in MODES.items()}
-
-#: A REQUANT parameter word is an ACC word whose 32-bit lane j holds column j's multiplier
-#: ``m`` in bits 0..14 and shift ``s`` in bits 16..21 (other bits ignored, write 0).
-PARAM_M_BITS, PARAM_S_SHIFT, PARAM_S_BITS = 15, 16, 6
-
 
 def pack_param(m: int, s: int) -> int:
     """One column's (m, s) as its 32-bit param lane."""
     if not (0 <= m < 1 << PARAM_M_BITS and 0 <= s < 1 << PARAM_S_BITS):
-        raise IsaError(f"requant parameters m={m}, s={s} do not fit 15 and 6 bits")
+        raise IsaError(f"requant parameters m={m}, s={s} do not fit {PARAM_M_BITS} and "
+                       f"{PARAM_S_BITS} bits")
     return m | (s << PARAM_S_SHIFT)
 
 
 def unpack_param(lane: int) -> tuple[int, int]:
     """(m, s) of a 32-bit param lane, as the RTL reads it."""
-    return lane & ((1 << PARAM_M_BITS) - 1), (lane >> PARAM_S_SHIFT) & ((1 << PARAM_S_BITS) - 1)
+    m, s = opcodes.unpack_params(lane)
+    return int(m), int(s)
 
 
-#: Fields of each opcode's payload, (name, bits), packed from payload bit 0.
-FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
-    "CONFIG": (("budget", 32), ("rows", 8), ("cols", 8)),
-    "LOAD": (("bank", 2), ("addr", 16), ("count", 17)),
-    "MATMUL": (("act", 16), ("wgt", 16), ("acc", 16), ("k", 17), ("bias", 16), ("mode", 2)),
-    "REQUANT": (("src", 16), ("dst", 16), ("param", 16), ("rows", 17), ("relu", 1)),
-    "STORE": (("addr", 16), ("count", 17)),
-    "FENCE": (),
-    "DONE": (),
-}
-#: Unit that executes each opcode (the others run in the dispatcher).
-UNIT_OF = {"LOAD": 0, "MATMUL": 1, "REQUANT": 2, "STORE": 3}
+def op_spec(op: str) -> OpSpec:
+    """The opcode table entry of ``op``; :class:`IsaError` for an opcode it does not define."""
+    try:
+        return opcodes.spec(op)
+    except OpcodeError as e:
+        raise IsaError(str(e)) from None
+
+
+class Fields(dict):
+    """An instruction's payload fields: ``f["addr"]`` or ``f.addr`` (the opcode table's rules
+    read fields as attributes, like the RTL's ``amaranth.lib.data`` views)."""
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def field_offsets(op: str) -> dict[str, tuple[int, int]]:
     """``name -> (bit offset in the payload, width)`` for ``op``'s fields."""
     out, pos = {}, 0
-    for name, bits in FIELDS[op]:
+    for name, bits in op_spec(op).fields:
         out[name] = (pos, bits)
         pos += bits
     return out
@@ -108,19 +117,20 @@ class Instr:
     deps: tuple[int, ...] = (0,) * len(UNITS)
 
     def __post_init__(self) -> None:
-        if self.op not in OPCODES:
-            raise IsaError(f"unknown opcode {self.op!r}; use one of {sorted(OPCODES)}")
-        names = [n for n, _ in FIELDS[self.op]]
+        if self.op not in TABLE:
+            raise IsaError(f"unknown opcode {self.op!r}; use one of {sorted(TABLE)}")
+        fields = TABLE[self.op].fields
+        names = [n for n, _ in fields]
         unknown = set(self.args) - set(names)
         if unknown:
             raise IsaError(f"{self.op} has no field(s) {sorted(unknown)}; fields: {names}")
-        full = {n: int(self.args.get(n, 0)) for n in names}
+        full = Fields((n, int(self.args.get(n, 0))) for n in names)
         object.__setattr__(self, "args", full)
         deps = tuple(int(d) for d in self.deps)
         if len(deps) != len(UNITS):
             raise IsaError(f"deps must have {len(UNITS)} entries (one per unit {UNITS})")
         object.__setattr__(self, "deps", deps)
-        for name, bits in FIELDS[self.op]:
+        for name, bits in fields:
             if not 0 <= full[name] < (1 << bits):
                 raise IsaError(f"{self.op} field '{name}'={full[name]} does not fit "
                                f"{bits} bits; fix: use 0..{(1 << bits) - 1}")
@@ -142,13 +152,19 @@ class Instr:
         return out
 
     @property
+    def spec(self) -> OpSpec:
+        """This opcode's entry in the opcode table."""
+        return TABLE[self.op]
+
+    @property
     def unit(self) -> int | None:
         """Unit index executing this instruction, None for dispatcher-level ops."""
-        return UNIT_OF.get(self.op)
+        name = TABLE[self.op].unit
+        return None if name is None else UNITS.index(name)
 
     def encode(self) -> int:
         """The 128-bit instruction word."""
-        word = OPCODES[self.op]
+        word = TABLE[self.op].code
         for u, d in enumerate(self.deps):
             word |= d << (8 + DEP_BITS * u)
         for name, (off, _) in field_offsets(self.op).items():
@@ -156,14 +172,10 @@ class Instr:
         return word
 
     def __str__(self) -> str:
+        names = TABLE[self.op].value_names
         parts = []
         for name, value in self.args.items():
-            if self.op == "LOAD" and name == "bank":
-                parts.append(f"bank={BANK_NAMES[value] if value < 3 else value}")
-            elif self.op == "MATMUL" and name == "mode":
-                parts.append(f"mode={MODE_NAMES.get(value, value)}")
-            else:
-                parts.append(f"{name}={value}")
+            parts.append(f"{name}={names.get(name, {}).get(value, value)}")
         deps = [f"{UNITS[u]}-{d}" for u, d in enumerate(self.deps) if d]
         if deps:
             parts.append("after " + ",".join(deps))
@@ -176,10 +188,10 @@ def decode(word: int) -> Instr:
     if not 0 <= word < (1 << INSTR_BITS):
         raise IsaError(f"instruction word {word:#x} is not a {INSTR_BITS}-bit value")
     opcode = word & ((1 << OPCODE_BITS) - 1)
-    op = OPNAMES.get(opcode)
+    op = next((name for name, s in TABLE.items() if s.code == opcode), None)
     if op is None:
         raise IsaError(f"word {word:#034x}: opcode {opcode} is not defined "
-                       f"(defined: {sorted(OPCODES.values())})")
+                       f"(defined: {sorted(s.code for s in TABLE.values())})")
     stray = word & ~used_mask(op)
     if stray:
         raise IsaError(f"word {word:#034x} ({op}): reserved bits {stray:#x} are set")
@@ -190,52 +202,11 @@ def decode(word: int) -> Instr:
 
 
 def problems(ins: Instr, p: AccelParams) -> list[str]:
-    """Range problems of a decoded instruction on hardware ``p`` (empty = legal).
-
-    The RTL decoder checks exactly these conditions and stops with an illegal-instruction
-    error instead of executing the instruction.
-    """
-    a, out = ins.args, []
-
-    def fits(name: str, start: int, count: int, depth: int, bank: str) -> None:
-        if start + count > depth:
-            out.append(f"'{name}'={start} + {count} words runs past the {bank} bank "
-                       f"({depth} words)")
-
-    if ins.op == "CONFIG":
-        if (a["rows"], a["cols"]) != (p.rows, p.cols):
-            out.append(f"program is for a {a['rows']}x{a['cols']} array, the hardware is "
-                       f"{p.rows}x{p.cols} (recompile for this config)")
-    elif ins.op == "LOAD":
-        if a["bank"] > ACC:
-            out.append(f"'bank'={a['bank']} is not ACT(0), WGT(1) or ACC(2)")
-        elif a["count"] == 0:
-            out.append("'count'=0 (must be >= 1)")
-        else:
-            fits("addr", a["addr"], a["count"], p.depth(a["bank"]), BANK_NAMES[a["bank"]])
-    elif ins.op == "MATMUL":
-        if a["mode"] not in MODE_NAMES:
-            out.append(f"'mode'={a['mode']} is not OVERWRITE(0), ACCUMULATE(1) or BIAS(2)")
-        if a["k"] == 0:
-            out.append("'k'=0 (must be >= 1)")
-        fits("act", a["act"], a["k"], p.act_depth, "ACT")
-        fits("wgt", a["wgt"], a["k"], p.wgt_depth, "WGT")
-        fits("acc", a["acc"], p.rows, p.acc_depth, "ACC")
-        if a["mode"] == MODES["BIAS"]:
-            fits("bias", a["bias"], 1, p.acc_depth, "ACC")
-        elif a["bias"]:
-            out.append(f"'bias'={a['bias']} is set but mode is not BIAS (must be 0)")
-    elif ins.op == "REQUANT":
-        if a["rows"] == 0:
-            out.append("'rows'=0 (must be >= 1)")
-        fits("src", a["src"], a["rows"], p.acc_depth, "ACC")
-        fits("dst", a["dst"], -(-a["rows"] // 4), p.acc_depth, "ACC")
-        fits("param", a["param"], 1, p.acc_depth, "ACC")
-    elif ins.op == "STORE":
-        if a["count"] == 0:
-            out.append("'count'=0 (must be >= 1)")
-        fits("addr", a["addr"], a["count"], p.acc_depth, "ACC")
-    return out
+    """Range problems of a decoded instruction on hardware ``p`` (empty = legal): the
+    messages of the opcode table's rules that hold. The RTL decoder (``hw/decoder.py``)
+    evaluates the same rules and stops with an illegal-instruction error instead of
+    executing the instruction."""
+    return [r.message(ins.args, p) for r in TABLE[ins.op].rules if r.pred(ins.args, p)]
 
 
 def check(ins: Instr, p: AccelParams, pc: int | None = None) -> None:
@@ -260,6 +231,15 @@ def decode_program(words: Iterable[int]) -> list[Instr]:
     return out
 
 
+def instructions(program: Any) -> list[Instr]:
+    """The decoded instructions of ``program``: a compiled program (``.instrs``), ``Instr``
+    objects or 128-bit words (decoded, so malformed words raise :class:`IsaError`)."""
+    items = list(program.instrs if hasattr(program, "instrs") else program)
+    if all(isinstance(i, Instr) for i in items):
+        return items
+    return decode_program(items)
+
+
 # ---------------------------------------------------------------------- amaranth layouts
 
 
@@ -267,7 +247,7 @@ def decode_program(words: Iterable[int]) -> list[Instr]:
 def payload_layout(op: str) -> Any:
     """``amaranth.lib.data.StructLayout`` of ``op``'s payload fields."""
     from amaranth.lib import data
-    return data.StructLayout({name: bits for name, bits in FIELDS[op]} or {"none": 0})
+    return data.StructLayout({name: bits for name, bits in op_spec(op).fields} or {"none": 0})
 
 
 @functools.cache
@@ -275,7 +255,7 @@ def instr_layout() -> Any:
     """The 128-bit instruction word as an ``amaranth.lib.data`` layout (RTL decoder)."""
     from amaranth.lib import data
     payload = data.UnionLayout({"raw": PAYLOAD_BITS,
-                                **{op.lower(): payload_layout(op) for op in OPCODES}})
+                                **{op.lower(): payload_layout(op) for op in TABLE}})
     return data.StructLayout({
         "opcode": OPCODE_BITS,
         "rsv": HEADER_BITS - OPCODE_BITS - DEP_SLOTS * DEP_BITS,
@@ -327,7 +307,8 @@ def done() -> Instr:
 
 
 __all__ = [
-    "ACC", "ACT", "DEP_MAX", "FIELDS", "Instr", "IsaError", "MODES", "OPCODES", "UNITS", "WGT",
-    "check", "config", "decode", "decode_program", "done", "encode_program", "fence",
-    "instr_layout", "load", "matmul", "problems", "requant", "store", "used_mask",
+    "ACC", "ACT", "DEP_MAX", "FIELDS", "Instr", "IsaError", "MODES", "MODE_NAMES", "OPCODES",
+    "UNITS", "WGT", "check", "config", "decode", "decode_program", "done", "encode_program",
+    "fence", "instr_layout", "instructions", "load", "matmul", "op_spec", "problems", "requant",
+    "store", "used_mask",
 ]

@@ -6,9 +6,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.isa import PARAM_M_BITS as M_BITS
-from hw.isa import PARAM_S_BITS as S_BITS
-from hw.isa import PARAM_S_SHIFT as S_SHIFT
+from hw.opcodes import PARAM_M_BITS as M_BITS
+from hw.opcodes import PARAM_S_BITS as S_BITS
+from hw.opcodes import PARAM_S_SHIFT as S_SHIFT
 
 
 class Requantizer(wiring.Component):

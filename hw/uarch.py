@@ -1,9 +1,9 @@
 """Microarchitecture parameters of the accelerator, derived from the hardware config.
 
 Pure Python (no amaranth): the RTL generator, the compiler, the ISA simulator and the timing
-model (``sim/timing.py``) all read the same :class:`AccelParams`, so bank depths, word
-widths, beats per word and the timing constants below are defined exactly once.
-``docs/ISA.md`` explains each number.
+model (``hw/timing.py``) all read the same :class:`AccelParams`, so bank depths, word
+widths, beats per word, the names of the banks, units and performance counters and the
+timing constants below are defined exactly once. ``docs/ISA.md`` explains each number.
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ from model.config import ConfigError, HardwareConfig
 #: SRAM banks, in LOAD ``bank`` field order.
 ACT, WGT, ACC = 0, 1, 2
 BANK_NAMES = ("ACT", "WGT", "ACC")
+#: The same banks as the estimator's traffic keys (``sim.perf.counts``).
+BANK_KEYS = tuple(name.lower() for name in BANK_NAMES)
+
+#: Execution units, in dependency-slot order (``hw/isa.py``).
+UNITS = ("LOAD", "MATMUL", "REQUANT", "STORE")
+#: Performance counters of the RTL (``counters`` port, 32 bits each, in this order); the
+#: timing model returns the same names.
+COUNTERS = ("total", "array_busy", "dma_in_busy", "dma_out_busy", "dma_busy",
+            "requant_busy", "stall")
 
 #: Entries in each unit's instruction queue (LOAD, MATMUL, REQUANT, STORE).
 QUEUE_DEPTH = 4
@@ -24,8 +33,10 @@ MAX_BANK_WORDS = 1 << 16
 DRAIN_RING = 4
 #: Host instruction word width.
 INSTR_BITS = 128
-#: REQUANT packs this many int8 rows into one accumulator word (4 bytes per int32 lane).
-ROWS_PER_ACC_WORD = 4
+#: Bytes of one ACC lane (an int32 accumulator).
+ACC_LANE_BYTES = 4
+#: REQUANT packs this many int8 rows into one accumulator word (one byte per row per lane).
+ROWS_PER_ACC_WORD = ACC_LANE_BYTES
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -50,7 +61,7 @@ class AccelParams:
         depths = {}
         for name, kib, word in (("act_sram_kib", hw.act_sram_kib, hw.rows),
                                 ("wgt_sram_kib", hw.wgt_sram_kib, hw.cols),
-                                ("acc_sram_kib", hw.acc_sram_kib, 4 * hw.cols)):
+                                ("acc_sram_kib", hw.acc_sram_kib, ACC_LANE_BYTES * hw.cols)):
             depth = kib * 1024 // word
             if depth > MAX_BANK_WORDS:
                 raise ConfigError(
@@ -64,14 +75,15 @@ class AccelParams:
             raise ConfigError(
                 f"[hardware]: field 'acc_sram_kib'={hw.acc_sram_kib} holds {p.acc_depth} words; "
                 f"one output tile needs {p.rows} words plus a bias and a parameter word; fix: "
-                f"raise acc_sram_kib to at least {_ceil_div((p.rows + 2) * 4 * hw.cols, 1024)}")
+                f"raise acc_sram_kib to at least "
+                f"{_ceil_div((p.rows + 2) * ACC_LANE_BYTES * hw.cols, 1024)}")
         return p
 
     # ------------------------------------------------------------------ words and beats
     def word_bytes(self, bank: int) -> int:
         """Bytes per word: ACT words hold one A column slice (rows bytes), WGT words one B row
         slice (cols bytes), ACC words cols int32 lanes."""
-        return (self.rows, self.cols, 4 * self.cols)[bank]
+        return (self.rows, self.cols, ACC_LANE_BYTES * self.cols)[bank]
 
     def depth(self, bank: int) -> int:
         return (self.act_depth, self.wgt_depth, self.acc_depth)[bank]
@@ -102,5 +114,11 @@ class AccelParams:
     REQUANT_LATENCY = 2
 
 
-__all__ = ["ACC", "ACT", "AccelParams", "BANK_NAMES", "DRAIN_RING", "INSTR_BITS",
-           "MAX_BANK_WORDS", "QUEUE_DEPTH", "ROWS_PER_ACC_WORD", "WGT"]
+__all__ = ["ACC", "ACT", "AccelParams", "BANK_KEYS", "BANK_NAMES", "COUNTERS", "DRAIN_RING",
+           "INSTR_BITS", "MAX_BANK_WORDS", "QUEUE_DEPTH", "ROWS_PER_ACC_WORD", "UNITS", "WGT",
+           "as_params"]
+
+
+def as_params(hw: HardwareConfig | AccelParams) -> AccelParams:
+    """``hw`` itself if it already is :class:`AccelParams`, else derived from the config."""
+    return hw if isinstance(hw, AccelParams) else AccelParams.from_hw(hw)

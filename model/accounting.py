@@ -38,15 +38,11 @@ from typing import Any
 from model.config import Config, ModelConfig, model_config
 
 
-def _ffn_fold(c: ModelConfig) -> int:
-    return c.fold_factor if c.fold_scope == "attn+ffn" else 1
-
-
 def layer_param_counts(cfg: ModelConfig | Config) -> dict[str, int]:
     """Per-layer parameter counts: ``attention``, ``ffn``, ``layernorm``, ``total``."""
     c = model_config(cfg)
     dn = c.folded_dim
-    nf = _ffn_fold(c)
+    nf = c.ffn_fold
     d_f, f_f = c.d_model // nf, c.ffn_dim // nf
     attention = 4 * dn * dn + 4 * dn
     ffn = 2 * d_f * f_f + f_f + d_f
@@ -66,7 +62,7 @@ def layer_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
     ``layernorm`` (weight + bias, int32), ``total``."""
     c = model_config(cfg)
     dn = c.folded_dim
-    nf = _ffn_fold(c)
+    nf = c.ffn_fold
     d_f, f_f = c.d_model // nf, c.ffn_dim // nf
     matrices = 4 * dn * dn + 2 * d_f * f_f
     biases = 4 * (4 * dn + f_f + d_f)
@@ -118,7 +114,7 @@ def layer_step_counts(cfg: ModelConfig | Config, n_memory: int | None = None,
         "out_proj": tq * n * proj_row,
         "scores": (tq * n) * (tk * n) * dn,
         "attn_v": (tq * n) * (tk * n) * dn,
-        "ffn": (r + length) * 2 * d * c.ffn_dim // _ffn_fold(c),
+        "ffn": (r + length) * 2 * d * c.ffn_dim // c.ffn_fold,
     }
     counts["macs"] = sum(counts.values())
     counts["softmax_exps"] = c.attn_heads * n * n * ((r + length) * tk + (tk - m))

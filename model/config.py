@@ -58,6 +58,11 @@ class ModelConfig:
         return self.d_model // self.fold_factor
 
     @property
+    def ffn_fold(self) -> int:
+        """Fold factor of the FFN: ``fold_factor`` with ``fold_scope='attn+ffn'``, else 1."""
+        return self.fold_factor if self.fold_scope == "attn+ffn" else 1
+
+    @property
     def attn_heads(self) -> int:
         """Number of attention heads over the folded sequence."""
         if self.head_mode == "shrink":

@@ -117,7 +117,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fold_factor = cfg.fold_factor if cfg.fold_scope == "attn+ffn" else 1
+        self.fold_factor = cfg.ffn_fold
         n = self.fold_factor
         self.fc1 = nn.Linear(cfg.d_model // n, cfg.ffn_dim // n)
         self.fc2 = nn.Linear(cfg.ffn_dim // n, cfg.d_model // n)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from model import intops
-from model.quantize import QuantModel, ffn_fold, torch_single_thread
+from model.quantize import QuantModel, torch_single_thread
 
 
 class NumpyOps:
@@ -193,7 +193,7 @@ class GoldenEncoder:
         attn_out = unfold(out_proj, n)
         resid1 = self._add(pre + "resid1", attn_out[:-1], x)
         ln_ffn = self._layernorm(pre + "ln_ffn", resid1)
-        fn = ffn_fold(self.qm.config)
+        fn = c.ffn_fold
         hidden = self._linear(pre + "fc1", fold(ln_ffn, fn), relu=True)
         ffn_out = unfold(self._linear(pre + "fc2", hidden), fn)
         resid2 = self._add(pre + "resid2", ffn_out, resid1)

@@ -80,16 +80,10 @@ class QuantModel:
         return self.scales[f"L{layer}.{point}"]
 
 
-def ffn_fold(cfg: Config) -> int:
-    """Fold factor of the FFN (``fold_factor`` with ``fold_scope='attn+ffn'``, else 1)."""
-    m = cfg.model
-    return m.fold_factor if m.fold_scope == "attn+ffn" else 1
-
-
 def tensor_specs(cfg: Config) -> dict[str, tuple[tuple[int, ...], str]]:
     """Every integer tensor of a quantized model: ``name -> (shape, dtype)``."""
     m = cfg.model
-    d, dn, fn = m.d_model, m.folded_dim, ffn_fold(cfg)
+    d, dn, fn = m.d_model, m.folded_dim, m.ffn_fold
     one = (1,)
     specs: dict[str, tuple[tuple[int, ...], str]] = {
         "rsqrt_lut": ((intops.RSQRT_LUT_SIZE,), "int32"),

@@ -1,10 +1,19 @@
-"""Atomic file writes: readers never see a half-written file."""
+"""Where generated files live, and atomic writes: readers never see a half-written file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_root() -> Path:
+    """Where generated Verilog, Verilator builds, run directories and estimate caches live:
+    ``$FOLDACCEL_BUILD_DIR``, default ``build/`` in the repository."""
+    root = os.environ.get("FOLDACCEL_BUILD_DIR")
+    return Path(root) if root else REPO_ROOT / "build"
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from hw.compiler import compile_gemm
+from hw.timing import program_cycles
 from model.config import HardwareConfig
 from sim.cli import main
-from sim.timing import program_cycles
 
 
 def _json(capsys, argv):

@@ -6,15 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw import isa
-from hw.compiler import CompileError, compile_gemm, watchdog_budget
+from hw.compiler import CompileError, compile_gemm
 from hw.hostio import beats_to_words, words_to_beats
 from hw.isa import Instr
+from hw.timing import program_cycles, watchdog_budget
 from hw.uarch import AccelParams
 from model.config import HardwareConfig
 from model.intops import gemm_i32, max_safe_k, requantize
-from sim.designs import SMALL_HW
 from sim.isa_sim import IsaSimError, simulate
-from sim.timing import program_cycles
+from sim.rtl.designs import SMALL_HW
 
 SMALL = HardwareConfig(**SMALL_HW)
 DEFAULT = HardwareConfig()

@@ -1,4 +1,4 @@
-"""Timing model (sim/timing.py): hand-timed programs, and invariants on compiled ones.
+"""Timing model (hw/timing.py): hand-timed programs, and invariants on compiled ones.
 
 The RTL side of the same hand-timed programs runs in cocotb_tests/tb_accel.py; every
 compiled program the RTL tests run is also checked against the model there.
@@ -8,12 +8,12 @@ import pytest
 
 from cocotb_tests.timing_probes import PROBES
 from hw import isa
-from hw.compiler import compile_gemm, watchdog_budget
+from hw.compiler import compile_gemm
+from hw.timing import program_cycles, schedule, watchdog_budget
 from hw.uarch import AccelParams
 from model.config import HardwareConfig
-from sim.designs import SMALL_HW
 from sim.isa_sim import simulate
-from sim.timing import program_cycles, schedule
+from sim.rtl.designs import SMALL_HW
 
 SMALL = AccelParams.from_hw(HardwareConfig(**SMALL_HW))
 

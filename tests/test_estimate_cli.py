@@ -5,9 +5,9 @@ import json
 import pytest
 
 from hw.compiler import compile_gemm
+from hw.timing import program_cycles
 from model.config import CONFIG_DIR, load_config
 from sim.cli import main
-from sim.timing import program_cycles
 
 TINY = str(CONFIG_DIR / "tiny.toml")
 BASE = str(CONFIG_DIR / "emformer_base.toml")

@@ -1,9 +1,8 @@
-"""GEMM estimates: cycles equal the timing model of the compiled program on a grid of shapes and
-array sizes; SRAM/host traffic and energy derived by hand from the ISA rules and the table.
+"""GEMM estimates: SRAM/host traffic and energy derived by hand from the ISA rules and the
+energy table, and one plumbing check that the cycles are the timing model's.
 
-The RTL-vs-estimator grid lives with the RTL tests (cocotb_tests/); this file is the fast,
-RTL-free half of that contract: ``estimate_gemm`` == ``sim.timing.program_cycles`` of the
-program ``hw.compiler.compile_gemm`` emits, counter by counter.
+The cycle counts are checked where an independent reference exists: against the RTL's
+counters (cocotb_tests/) and hand-timed probes (tests/test_accel_timing.py).
 """
 
 import dataclasses
@@ -12,11 +11,11 @@ import math
 import pytest
 
 from hw.compiler import compile_gemm
+from hw.timing import program_cycles
 from model.config import CONFIG_DIR, load_config
 from sim.perf.energy import HOROWITZ_45NM
 from sim.perf.estimate import estimate_gemm
 from sim.perf.gemm import gemm_counts, gemm_counts_uncached
-from sim.timing import program_cycles
 
 HW = load_config(CONFIG_DIR / "tiny.toml").hardware
 
@@ -33,34 +32,18 @@ def _hw(rows, cols, **kw):
     return hw
 
 
-ARRAYS = [(4, 4), (8, 16), (16, 8), (16, 16), (3, 5)]
-SHAPES = [(1, 1, 1), (5, 7, 3), (16, 16, 16), (17, 33, 15), (40, 64, 48), (12, 78, 64),
-          (6, 300, 20)]
-
-
-@pytest.mark.parametrize("rows,cols", ARRAYS)
-@pytest.mark.parametrize("m,k,n", SHAPES)
-def test_cycles_equal_timing_model_of_compiled_program(rows, cols, m, k, n):
-    hw = _hw(rows, cols)
-    for bias, requant, relu in [(False, False, False), (True, False, False),
-                                (False, True, False), (True, True, True)]:
-        ref = program_cycles(compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu),
-                             hw)
-        est = estimate_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
-        assert est["cycles"] == ref["total"]
-        assert est["rtl_counters"] == ref  # every counter, by RTL name
-        busy = est["busy"]
-        assert (busy["array"], busy["dma_in"], busy["dma_out"], busy["dma"], busy["requant"],
-                est["stall"]) == (ref["array_busy"], ref["dma_in_busy"], ref["dma_out_busy"],
-                                  ref["dma_busy"], ref["requant_busy"], ref["stall"])
-
-
-@pytest.mark.parametrize("host", [4, 16, 64])
-def test_cycles_follow_host_width_and_sram_size(host):
-    hw = _hw(8, 8, host_bytes_per_cycle=host, act_sram_kib=2, wgt_sram_kib=2, acc_sram_kib=4)
-    for m, k, n in [(30, 200, 70), (8, 512, 8)]:
-        ref = program_cycles(compile_gemm(m, k, n, hw, bias=True, requant=True), hw)
-        assert estimate_gemm(m, k, n, hw, bias=True, requant=True)["cycles"] == ref["total"]
+def test_estimate_is_the_timing_model_of_the_compiled_program():
+    """Plumbing: estimate_gemm reports the timing model's counters of the program the
+    compiler emits (the model itself is checked against hand-timed probes and the RTL)."""
+    hw = _hw(8, 16, host_bytes_per_cycle=4)
+    ref = program_cycles(compile_gemm(17, 33, 40, hw, bias=True, requant=True, relu=True), hw)
+    est = estimate_gemm(17, 33, 40, hw, bias=True, requant=True, relu=True)
+    assert est["cycles"] == ref["total"]
+    assert est["rtl_counters"] == ref  # every counter, by RTL name
+    busy = est["busy"]
+    assert (busy["array"], busy["dma_in"], busy["dma_out"], busy["dma"], busy["requant"],
+            est["stall"]) == (ref["array_busy"], ref["dma_in_busy"], ref["dma_out_busy"],
+                              ref["dma_busy"], ref["requant_busy"], ref["stall"])
 
 
 def test_memory_and_disk_cache_return_the_same_counts(tmp_path):

@@ -13,11 +13,11 @@ import sys
 import pytest
 
 from hw.compiler import compile_gemm
+from hw.timing import program_cycles
 from model.accounting import layer_step_counts, model_weight_bytes
 from model.config import CONFIG_DIR, load_config
 from sim.perf.energy import HOROWITZ_45NM
 from sim.perf.estimate import compare_fold, estimate_layer, estimate_model
-from sim.timing import program_cycles
 
 TINY = load_config(CONFIG_DIR / "tiny.toml")
 BASE = load_config(CONFIG_DIR / "emformer_base.toml")
@@ -197,7 +197,7 @@ def test_estimator_imports_neither_torch_nor_amaranth():
             "cfg = load_config('configs/tiny.toml')\n"
             "estimate_model(cfg); estimate_gemm(8, 8, 8, cfg.hardware)\n"
             "evaluate(cfg.to_dict(), HOROWITZ_45NM.to_dict())\n"
-            "import sim.cmd_estimate\n"
+            "import sim.cli.estimate\n"
             "bad = [m for m in ('torch', 'amaranth') if m in sys.modules]\n"
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

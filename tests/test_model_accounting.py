@@ -130,7 +130,7 @@ def test_step_macs_closed_form_and_partial_state():
 def test_accounting_does_not_need_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "from model.config import CONFIG_DIR, load_config\n"
-            "import model.accounting as a, sim.cmd_model\n"
+            "import model.accounting as a, sim.cli.model\n"
             "cfg = load_config(CONFIG_DIR / 'emformer_base.toml')\n"
             "print(a.model_info(cfg)['params']['total'])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -37,7 +37,7 @@ def reference_encoder(model, frames: torch.Tensor) -> torch.Tensor:
     c = model.cfg
     n, d, length, r = c.fold_factor, c.d_model, c.segment_length, c.right_context
     dn, h = d // n, c.attn_heads
-    fn = n if c.fold_scope == "attn+ffn" else 1
+    fn = c.ffn_fold
     p = dict(model.named_parameters())
     s_n = (frames.shape[0] - r) // length
     ln_history = [[] for _ in range(c.n_layers)]  # LN_in'd segment rows seen by each layer

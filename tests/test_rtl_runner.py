@@ -2,8 +2,8 @@
 
 import os
 
-from sim.rtl import RtlDesign, compact_memory_init
-from sim.toolchain import find_toolchain
+from sim.rtl.runner import RtlDesign, compact_memory_init
+from sim.rtl.toolchain import find_toolchain
 
 ZEROED = """module m(clk);
   reg [127:0] mem [3:0];
@@ -59,7 +59,7 @@ def test_build_key_covers_sources_flags_and_opt():
 
 
 def test_fresh_build_root_is_temporary_and_restores(monkeypatch, tmp_path):
-    from sim.rtl import build_root, fresh_build_root
+    from sim.rtl.runner import build_root, fresh_build_root
 
     monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path / "mine"))
     with fresh_build_root() as root:
@@ -70,3 +70,37 @@ def test_fresh_build_root_is_temporary_and_restores(monkeypatch, tmp_path):
     with fresh_build_root():
         pass
     assert "FOLDACCEL_BUILD_DIR" not in os.environ
+
+
+RESULTS_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites><testsuite name="all">
+  <testcase name="good" classname="m"><property name="sim_time_duration" value="12.5"/></testcase>
+  <testcase name="bad" classname="m"><failure message="mismatch at C[0,1]"/></testcase>
+  <testcase name="later" classname="m"><skipped message="not this suite"/></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_results_distinguish_passed_failed_and_skipped(tmp_path):
+    from sim.rtl.runner import RunResult, parse_results
+
+    xml = tmp_path / "results.xml"
+    xml.write_text(RESULTS_XML)
+    tests = parse_results(xml)
+    assert [(t.name, t.status) for t in tests] == [("good", "passed"), ("bad", "failed"),
+                                                   ("later", "skipped")]
+    assert tests[0].sim_time_ns == 12.5 and tests[1].message == "mismatch at C[0,1]"
+    assert not RunResult(tests).ok
+    only_good = RunResult([tests[0]], expected=("good",))
+    assert only_good.ok
+    skipped = RunResult([tests[0], tests[2]])
+    assert not skipped.ok and "SKIPPED later: not this suite" in skipped.summary()
+
+
+def test_an_expected_test_that_did_not_run_fails_the_suite():
+    from sim.rtl.runner import RunResult, TestOutcome
+
+    result = RunResult([TestOutcome("corners", "passed")], expected=("corners", "watchdog"))
+    assert result.missing == ["watchdog"]
+    assert not result.ok
+    assert "NOT RUN watchdog" in result.summary()

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from sim import toolchain
-from sim.designs import pe_design
-from sim.rtl import run_cocotb
-from sim.toolchain import ToolchainError, find_toolchain, parse_verilator_version
+from sim.rtl import toolchain
+from sim.rtl.designs import pe_design
+from sim.rtl.runner import run_cocotb
+from sim.rtl.toolchain import ToolchainError, find_toolchain, parse_verilator_version
 
 
 def test_finds_usable_verilator():

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-BANKS = ("act", "wgt", "acc")
-#: Busy-cycle categories: the RTL's counters (``<unit>_busy``, hw/accel.py) plus the vector
-#: unit, which has no RTL yet (sim.perf.vector).
-UNITS = ("array", "dma_in", "dma_out", "dma", "requant", "vector")
+from hw.uarch import BANK_KEYS as BANKS
+from hw.uarch import COUNTERS
+
+#: Busy-cycle categories: the RTL's busy counters (``<unit>_busy``, hw.uarch.COUNTERS) plus
+#: the vector unit, which has no RTL yet (sim.perf.vector).
+RTL_BUSY = {name: name.removesuffix("_busy") for name in COUNTERS if name.endswith("_busy")}
+UNITS = (*RTL_BUSY.values(), "vector")
 # Energy classes of vector-unit element operations (priced by sim.perf.energy).
 OP_CLASSES = ("int8_add", "int8_mult", "int32_add", "int32_mult", "lut_bytes")
 

@@ -65,7 +65,7 @@ def layer_weight_bytes_unique(mc: ModelConfig) -> int:
     channel of the six weight GEMMs and one per tensor for scores and attn@V, LayerNorm
     gamma (int8) + beta (int32), and the exp LUT."""
     wb = layer_weight_bytes(mc)
-    nf = mc.fold_factor if mc.fold_scope == "attn+ffn" else 1
+    nf = mc.ffn_fold
     requant_params = 4 * (4 * mc.folded_dim + mc.ffn_dim // nf + mc.d_model // nf + 2)
     return wb["matrices"] + wb["biases"] + requant_params + vector_param_bytes(mc.d_model)
 

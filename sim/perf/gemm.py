@@ -2,14 +2,14 @@
 
 :func:`gemm_counts_uncached` compiles ``(M x K) @ (K x N)`` with :func:`hw.compiler.compile_gemm`
 (requantized to int8, optional bias and ReLU — what every GEMM of a layer step does), takes the
-cycle counters of :func:`sim.timing.program_cycles` (equal to the RTL's counters) and reads the
+cycle counters of :func:`hw.timing.program_cycles` (equal to the RTL's counters) and reads the
 SRAM and host traffic off the instructions (:mod:`sim.perf.program`).
 
 Compiling is the slow part (tens to hundreds of ms for a large GEMM), so :func:`gemm_counts`
 caches the result twice: in memory, and on disk under ``$FOLDACCEL_BUILD_DIR/perf/gemm``
 (default ``build/perf/gemm``), keyed by the GEMM, the micro-architecture parameters it depends
-on and a hash of the compiler/ISA/timing/estimator sources, so editing any of them invalidates
-the entries. ``FOLDACCEL_PERF_CACHE=0`` turns the disk cache off.
+on and a hash of every source file the estimate depends on (``sim.perf.sources``), so
+editing any of them invalidates the entries. ``FOLDACCEL_PERF_CACHE=0`` turns the disk cache off.
 """
 
 from __future__ import annotations
@@ -22,43 +22,19 @@ import os
 from pathlib import Path
 
 from model.config import HardwareConfig
-from sim.fileio import atomic_write
-from sim.perf.counts import Counts
-from sim.perf.program import instructions, traffic_counts
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Sources a GEMM's counts depend on (relative to the repository root).
-SOURCES = ("hw/compiler.py", "hw/deps.py", "hw/isa.py", "hw/uarch.py", "hw/hostio.py",
-           "sim/timing.py", "sim/perf/program.py", "sim/perf/gemm.py", "sim/perf/counts.py")
-#: program_cycles counter -> Counts.busy key
-BUSY = {"array_busy": "array", "dma_in_busy": "dma_in", "dma_out_busy": "dma_out",
-        "dma_busy": "dma", "requant_busy": "requant"}
+from sim.fileio import atomic_write, build_root
+from sim.perf.counts import RTL_BUSY, Counts
+from sim.perf.program import traffic_counts
+from sim.perf.sources import estimate_digest
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FOLDACCEL_BUILD_DIR")
-    return (Path(root) if root else REPO_ROOT / "build") / "perf" / "gemm"
-
-
-@functools.cache
-def source_digest() -> str:
-    """sha256 over :data:`SOURCES` (absent files hash as absent)."""
-    h = hashlib.sha256()
-    for rel in SOURCES:
-        p = REPO_ROOT / rel
-        h.update(rel.encode())
-        h.update(p.read_bytes() if p.is_file() else b"<absent>")
-    return h.hexdigest()
-
-
-def accel_params(hw: HardwareConfig):
-    from hw.uarch import AccelParams
-    return AccelParams.from_hw(hw)
+    return build_root() / "perf" / "gemm"
 
 
 def rtl_counters(c: Counts) -> dict[str, int]:
     """The RTL performance counters (hw/accel.py names) of a program's :class:`Counts`."""
-    return {"total": c.cycles, **{key: c.busy[unit] for key, unit in BUSY.items()},
+    return {"total": c.cycles, **{key: c.busy[unit] for key, unit in RTL_BUSY.items()},
             "stall": c.stall}
 
 
@@ -66,14 +42,16 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
     """Counts of a compiled program: cycles from the timing model, traffic from its
     instructions. ``weight``: the WGT-bank loads are weights (else activations, e.g. K^T);
     ACC-bank loads (bias and requant parameter words) always count as weights."""
-    from sim.timing import program_cycles
-    p = accel_params(hw)
+    from hw.isa import instructions
+    from hw.timing import program_cycles
+    from hw.uarch import as_params
+    p = as_params(hw)
     instrs = instructions(program)
     cyc = program_cycles(instrs, p)
     c, loads = traffic_counts(instrs, p)
     c.cycles = cyc["total"]
     c.stall = cyc["stall"]
-    for key, unit in BUSY.items():
+    for key, unit in RTL_BUSY.items():
         c.busy[unit] = cyc[key]
     c.macs = macs
     c.weight_loads["acc"] = loads["acc"]
@@ -102,7 +80,7 @@ def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bo
 
 def _key(gemm: tuple, params) -> str:
     text = json.dumps({"gemm": list(gemm), "params": dataclasses.asdict(params),
-                       "code": source_digest()}, sort_keys=True)
+                       "code": estimate_digest()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -131,7 +109,8 @@ def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
                 weight: bool = True, requant: bool = True, relu: bool = False) -> Counts:
     """:func:`gemm_counts_uncached`, cached in memory and on disk (see the module docstring).
     The returned :class:`Counts` must not be mutated (it is shared)."""
-    params = accel_params(hw)
+    from hw.uarch import as_params
+    params = as_params(hw)
     # only the micro-architecture matters: normalise the rest of hw for the memory cache
     return _cached((m, k, n, bias, weight, requant, relu), params, _canonical_hw(hw))
 

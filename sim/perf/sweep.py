@@ -27,6 +27,7 @@ from typing import Any
 from model.config import Config, ConfigError, config_from_dict
 from sim.fileio import atomic_write
 from sim.perf.energy import EnergyTable
+from sim.perf.sources import estimate_digest
 
 #: Axis name -> config fields it sets (one axis may set several fields).
 AXES: dict[str, tuple[str, ...]] = {
@@ -45,26 +46,8 @@ COLUMNS = ("rows", "cols", "fold", "act_kib", "wgt_kib", "acc_kib", "sram_kib", 
            "dram_kib_streamed", "dram_kib_resident", "weight_kib", "sram_peak_kib",
            "error", "digest", "pareto_energy_cycles", "pareto_sram_cycles")
 
-#: Source files whose content is part of every cache key (a code change invalidates results).
-_ROOT = Path(__file__).resolve().parents[2]
-_SOURCES = ("sim/perf", "sim/timing.py", "hw/isa.py", "hw/uarch.py", "hw/compiler.py",
-            "model/config.py", "model/accounting.py")
-
-
 class SweepError(ValueError):
     """Bad sweep input (axis, value, output path); the message names it and the fix."""
-
-
-def code_version() -> str:
-    """sha256 of the estimator's sources (see ``_SOURCES``); missing files hash as absent."""
-    h = hashlib.sha256()
-    for rel in _SOURCES:
-        p = _ROOT / rel
-        files = sorted(p.glob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(str(f.relative_to(_ROOT)).encode())
-            h.update(f.read_bytes() if f.is_file() else b"<absent>")
-    return h.hexdigest()
 
 
 def parse_values(axis: str, text: str) -> list[int]:
@@ -214,7 +197,7 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     _prepare_dir(out, "output directory")
     _prepare_dir(cache, "cache directory")
-    version = code_version()
+    version = estimate_digest()
     t0 = time.monotonic()
     keys = [cache_key(c, table, version) for c in configs]
     rows: list[dict[str, Any] | None] = [None] * len(configs)

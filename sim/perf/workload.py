@@ -101,7 +101,7 @@ def layer_steps(cfg: ModelConfig | Config, n_memory: int | None = None,
     m, lc = step_state(c, n_memory, n_left)
     n, d, r, seg = c.fold_factor, c.d_model, c.right_context, c.segment_length
     dn, h, hd, f = c.folded_dim, c.attn_heads, c.head_dim, c.ffn_dim
-    nf = n if c.fold_scope == "attn+ffn" else 1
+    nf = c.ffn_fold
     tq, tkv, tk = r + seg + 1, m + r + seg, m + r + lc + seg
     rows = r + seg
 

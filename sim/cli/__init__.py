@@ -2,7 +2,7 @@
 
 Each command module exposes ``register(subparsers)``; it adds its parser(s) and sets
 ``func=`` to a handler ``handler(args) -> int``. Handlers log to stderr and, with ``--json``,
-print exactly one JSON object on stdout via :func:`sim.cliutil.emit`.
+print exactly one JSON object on stdout via :func:`sim.cli.common.emit`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import importlib
 import logging
 import sys
 
-from sim.cliutil import USER_ERRORS, UserError
+from sim.cli.common import USER_ERRORS, UserError
 
 # Command modules, in help order. Each defines register(subparsers).
 COMMAND_MODULES = [
-    "sim.cmd_doctor",
-    "sim.cmd_model",
-    "sim.cmd_rtl",
-    "sim.cmd_bench",
-    "sim.cmd_quant",
-    "sim.cmd_estimate",
+    "sim.cli.doctor",
+    "sim.cli.model",
+    "sim.cli.rtl",
+    "sim.cli.bench",
+    "sim.cli.quant",
+    "sim.cli.estimate",
 ]
 
 
@@ -53,7 +53,3 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, *USER_ERRORS) as e:
         print(f"foldaccel {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

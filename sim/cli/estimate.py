@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sim.cliutil import (
+from sim.cli.common import (
     USER_ERRORS,
     UserError,
     add_config_args,
@@ -20,6 +20,7 @@ from sim.cliutil import (
     emit,
     format_table,
 )
+from sim.perf.counts import BANKS
 from sim.perf.energy import EnergyTableError, load_energy_table
 from sim.perf.sweep import AXES, SweepError, parse_values
 
@@ -146,10 +147,9 @@ def _show(est: dict, args: argparse.Namespace, cfg, title: str) -> int:
 
 def _print_summary(est: dict, title: str) -> None:
     print(title)
-    banks = ("act", "wgt", "acc")
     rows = [[b, est["sram_bytes"][b], est["sram_capacity_bytes"][b],
              "yes" if est["sram_fits"][b] else "NO", est["sram_reads"][b], est["sram_writes"][b]]
-            for b in banks]
+            for b in BANKS]
     busy = ", ".join(f"{u} {v:,}" for u, v in est["busy"].items() if v)
     print(f"cycles {est['cycles']:,} ({est['time_us']:,.2f} us), utilization "
           f"{100 * est['utilization']:.1f}%, MACs {est['macs']:,}, busy: {busy}, stall "

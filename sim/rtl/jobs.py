@@ -1,6 +1,6 @@
 """Run accelerator programs on the Verilated RTL from Python (CLI, benchmarks).
 
-Programs travel to the simulator process in an ``.npz`` file; ``cocotb_tests/tb_jobs.py``
+Programs travel to the simulator process in an ``.npz`` file; ``sim/rtl/job_runner.py``
 runs each on the host-model harness (Python asleep while the design runs) and writes the
 output streams, status and performance counters back. :class:`RunRecord` is what one run
 produced; :meth:`RunRecord.describe` turns an error into a message naming the instruction
@@ -104,11 +104,11 @@ def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
              ) -> tuple[list[RunRecord], object]:
     """Run ``jobs`` in one simulator process on the accelerator built for ``hw``.
 
-    Returns the run records (in job order) and the runner's :class:`sim.rtl.RunResult`
+    Returns the run records (in job order) and the runner's :class:`sim.rtl.runner.RunResult`
     (log file, waveform path, wall time).
     """
-    from sim.designs import accel_design
-    from sim.rtl import build_root, run_cocotb
+    from sim.rtl.designs import accel_design
+    from sim.rtl.runner import build_root, run_cocotb
 
     design = accel_design(hw)
     work = Path(tempfile.mkdtemp(prefix="jobs-", dir=_mkdir(build_root() / "runs")))
@@ -121,7 +121,8 @@ def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
     np.savez(job_file, n=np.array(len(jobs)), **arrays)
     env = {"FOLDACCEL_CONFIG": Config(hardware=hw).to_toml(), "FOLDACCEL_JOBS": str(job_file),
            "FOLDACCEL_RESULTS": str(result_file)}
-    result = run_cocotb(design, "cocotb_tests.tb_jobs", env=env, waves=waves)
+    result = run_cocotb(design, "sim.rtl.job_runner", env=env, waves=waves,
+                        expect=["run_jobs"])
     if not result.ok or not result_file.is_file():
         raise AccelRunError(f"RTL job run failed: {result.summary()}")
     with np.load(result_file) as res:

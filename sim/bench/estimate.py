@@ -35,7 +35,7 @@ def _rtl_gemm(hw, m: int, k: int, n: int):
         import numpy as np
 
         from hw.compiler import compile_gemm
-        from sim.accel_run import Job, run_jobs
+        from sim.rtl.jobs import Job, run_jobs
     except ImportError as e:
         return None, f"RTL runner not available ({e})"
     prog = compile_gemm(m, k, n, hw, bias=True, requant=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from model.export import ExportError
 from model.intops import IntOpsError
-from sim.cliutil import (
+from sim.cli.common import (
     USER_ERRORS,
     UserError,
     add_config_args,

@@ -10,15 +10,15 @@ from sim.bench import benchmark
 @benchmark("rtl-cache")
 def rtl_cache():
     """Cold run (fresh build dir: Verilog + Verilator build + sim) vs a cached run."""
-    from sim.designs import pe_design
-    from sim.rtl import fresh_build_root, run_cocotb
+    from sim.rtl.designs import pe_design
+    from sim.rtl.runner import fresh_build_root, run_cocotb
 
     env = {"FOLDACCEL_SEED": "1", "FOLDACCEL_PE_CYCLES": "2000"}
     with fresh_build_root("foldaccel-bench-"):
         t0 = time.monotonic()
-        cold = run_cocotb(pe_design(), "cocotb_tests.tb_pe", env=env)
+        cold = run_cocotb(pe_design(), "sim.rtl.pe_check", env=env)
         t1 = time.monotonic()
-        warm = run_cocotb(pe_design(), "cocotb_tests.tb_pe", env=env)
+        warm = run_cocotb(pe_design(), "sim.rtl.pe_check", env=env)
         t2 = time.monotonic()
     assert cold.ok and warm.ok, (cold.summary(), warm.summary())
     rows = [["cold (generate + build + run)", round(t1 - t0, 2), 1.0],

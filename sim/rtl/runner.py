@@ -27,17 +27,16 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.fileio import atomic_write
-from sim.toolchain import Toolchain, ToolchainError, activate, fst_supported
+from sim.fileio import REPO_ROOT, atomic_write, build_root
+from sim.rtl.toolchain import Toolchain, ToolchainError, activate, fst_supported
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HW_DIR = REPO_ROOT / "hw"
 
 # Flags every Verilator build gets. Amaranth's Verilog trips lint warnings (TOOLCHAIN.md).
@@ -51,12 +50,6 @@ class RtlBuildError(RuntimeError):
 
 class RtlRunError(RuntimeError):
     """The simulator did not produce results (crash, timeout, missing test module)."""
-
-
-def build_root() -> Path:
-    """Where generated Verilog, builds and run directories live."""
-    root = os.environ.get("FOLDACCEL_BUILD_DIR")
-    return Path(root) if root else REPO_ROOT / "build"
 
 
 @contextlib.contextmanager
@@ -279,60 +272,89 @@ def build(design: RtlDesign, waves: bool = False) -> Path:
 
 @dataclass
 class TestOutcome:
-    """One cocotb test's result."""
+    """One cocotb test's result: ``status`` is ``"passed"``, ``"failed"`` or ``"skipped"``."""
 
     name: str
-    passed: bool
+    status: str
     message: str = ""
     sim_time_ns: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
 
 
 @dataclass
 class RunResult:
-    """Results of one simulator process running a cocotb test module."""
+    """Results of one simulator process running a cocotb test module.
+
+    ``expected`` names the tests the caller needs: the run is :attr:`ok` only if each of them
+    ran and passed; a skipped test never counts as passed.
+    """
 
     tests: list[TestOutcome] = field(default_factory=list)
     run_dir: Path = Path()
     log_file: Path = Path()
     waves_file: Path | None = None
     wall_s: float = 0.0
+    expected: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[TestOutcome]:
-        return [t for t in self.tests if not t.passed]
+        return [t for t in self.tests if t.status == "failed"]
+
+    @property
+    def skipped(self) -> list[TestOutcome]:
+        return [t for t in self.tests if t.status == "skipped"]
+
+    @property
+    def missing(self) -> list[str]:
+        """Expected tests that did not run."""
+        ran = {t.name for t in self.tests}
+        return [name for name in self.expected if name not in ran]
 
     @property
     def ok(self) -> bool:
-        return bool(self.tests) and not self.failed
+        return bool(self.tests) and not (self.failed or self.skipped or self.missing)
 
     def summary(self) -> str:
-        lines = [f"{len(self.tests) - len(self.failed)} passed, {len(self.failed)} failed "
-                 f"({self.wall_s:.1f} s, log {self.log_file})"]
-        for t in self.failed:
-            lines.append(f"FAILED {t.name}: {t.message}")
+        n_pass = sum(t.passed for t in self.tests)
+        head = f"{n_pass} passed, {len(self.failed)} failed, {len(self.skipped)} skipped"
+        if self.missing:
+            head += f", {len(self.missing)} expected but not run"
+        lines = [f"{head} ({self.wall_s:.1f} s, log {self.log_file})"]
+        lines += [f"FAILED {t.name}: {t.message}" for t in self.failed]
+        lines += [f"SKIPPED {t.name}: {t.message or 'skipped'}" for t in self.skipped]
+        lines += [f"NOT RUN {name}" for name in self.missing]
         return "\n".join(lines)
 
 
-def _parse_results(xml_file: Path) -> list[TestOutcome]:
+def parse_results(xml_file: Path) -> list[TestOutcome]:
+    """Per-test outcomes of a cocotb xUnit results file."""
     outcomes = []
     for case in ET.parse(xml_file).getroot().iter("testcase"):
-        fail = case.find("failure")
-        if fail is None:
-            fail = case.find("error")
-        msg = "" if fail is None else (fail.get("message") or fail.text or "failed").strip()
+        status, node = "passed", None
+        for tag, kind in (("failure", "failed"), ("error", "failed"), ("skipped", "skipped")):
+            node = case.find(tag)
+            if node is not None:
+                status = kind
+                break
+        msg = "" if node is None else (node.get("message") or node.text or status).strip()
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        outcomes.append(TestOutcome(case.get("name", "?"), fail is None, msg,
+        outcomes.append(TestOutcome(case.get("name", "?"), status, msg,
                                     float(props.get("sim_time_duration") or 0)))
     return outcomes
 
 
 def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str] | None = None,
                env: Mapping[str, str] | None = None, waves: bool = False,
-               seed: int = 0) -> RunResult:
+               seed: int = 0, expect: Iterable[str] | None = None) -> RunResult:
     """Build (cached) and run the cocotb tests in ``test_module`` against ``design``.
 
     ``env`` reaches the test module as environment variables (use it for parameters).
-    Raises :class:`RtlRunError` when the simulator produced no results.
+    ``expect`` names the tests that must run and pass for the result to be ``ok`` (default:
+    the ``testcase`` filter, if any). Raises :class:`RtlRunError` when the simulator produced
+    no results.
     """
     bdir = build(design, waves)
     runs = build_root() / "runs"
@@ -356,12 +378,14 @@ def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str]
     if not results.is_file():
         raise RtlRunError(f"simulation of {design.toplevel} with {test_module} produced no "
                           f"results; log {sim_log}:\n{_tail(sim_log)}")
-    tests = _parse_results(results)
+    tests = parse_results(results)
     if not tests:
         raise RtlRunError(f"{test_module} ran no tests (filter {testcase!r}); log {sim_log}")
     dumps = [run_dir / "dump.fst", run_dir / "dump.vcd"]
     wf = next((p for p in dumps if p.is_file()), None)
-    return RunResult(tests, run_dir, sim_log, wf, wall)
+    if expect is None:
+        expect = [testcase] if isinstance(testcase, str) else (testcase or [])
+    return RunResult(tests, run_dir, sim_log, wf, wall, tuple(expect))
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Runs programs handed over by ``sim.accel_run.run_jobs`` (CLI, benchmarks) and writes the
+"""Runs programs handed over by ``sim.rtl.jobs.run_jobs`` (CLI, benchmarks) and writes the
 results back; checking is the caller's job.
 
 Environment: FOLDACCEL_CONFIG (TOML), FOLDACCEL_JOBS (input .npz), FOLDACCEL_RESULTS (output).
@@ -12,9 +12,9 @@ import tomllib
 import cocotb
 import numpy as np
 
-from cocotb_tests.accel_host import run_program
 from model.config import config_from_dict
-from sim.accel_run import array_to_words
+from sim.rtl.host import run_program
+from sim.rtl.jobs import array_to_words
 
 
 @cocotb.test()

@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from model.accounting import model_info
-from sim.cliutil import add_config_args, add_json_arg, config_from_args, emit, format_table
+from sim.cli.common import add_config_args, add_json_arg, config_from_args, emit, format_table
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ SPEED_SHAPE = (256, 512, 256)
 def gemm_cycles_rows(variants=(("int32 out", False, False), ("bias+requant int8", True, True))):
     """Rows of the gemm-cycles table; every shape/variant runs on the RTL in one process."""
     from hw.compiler import compile_gemm
+    from hw.timing import program_cycles
     from model.config import HardwareConfig
-    from sim.accel_run import Job, run_jobs
-    from sim.cmd_rtl import random_operands
-    from sim.timing import program_cycles
+    from sim.cli.rtl import random_operands
+    from sim.rtl.jobs import Job, run_jobs
 
     hw = HardwareConfig()
     jobs, meta = [], []
@@ -145,8 +145,8 @@ def build_raw_harness(sources: dict[str, str]) -> Path:
     cached by content); return the binary."""
     import hashlib
 
-    from sim.rtl import BASE_BUILD_ARGS, build_root
-    from sim.toolchain import activate
+    from sim.rtl.runner import BASE_BUILD_ARGS, build_root
+    from sim.rtl.toolchain import activate
 
     tc = activate()
     files = {name: sources[name] for name in ("accel_harness.v", "accel_host.sv")}
@@ -177,11 +177,11 @@ def sim_speed(m: int = SPEED_SHAPE[0], k: int = SPEED_SHAPE[1], n: int = SPEED_S
     The two engines run alternately ``repeats`` times and each keeps its best time, so a
     burst of load on the machine does not decide the ratio."""
     from hw.compiler import compile_gemm
+    from hw.timing import program_cycles
     from model.config import HardwareConfig
-    from sim.accel_run import Job, run_jobs
-    from sim.cmd_rtl import random_operands
-    from sim.designs import accel_design
-    from sim.timing import program_cycles
+    from sim.cli.rtl import random_operands
+    from sim.rtl.designs import accel_design
+    from sim.rtl.jobs import Job, run_jobs
 
     hw = HardwareConfig()
     prog = compile_gemm(m, k, n, hw, bias=True, requant=True)

@@ -8,7 +8,7 @@ import importlib.metadata
 import platform
 import time
 
-from sim.cliutil import add_json_arg, emit, format_table
+from sim.cli.common import add_json_arg, emit, format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def _version(dist: str) -> str | None:
 
 def check(fresh: bool = False) -> dict:
     """Versions and an end-to-end RTL check; never raises for toolchain problems."""
-    from sim.toolchain import ToolchainError, find_toolchain
+    from sim.rtl.toolchain import ToolchainError, find_toolchain
 
     report: dict = {
         "python": platform.python_version(),
@@ -54,13 +54,13 @@ def check(fresh: bool = False) -> dict:
     except ToolchainError as e:
         report["rtl_error"] = str(e)
         return report
-    from sim.designs import pe_design
-    from sim.rtl import RtlBuildError, RtlRunError, fresh_build_root, run_cocotb
+    from sim.rtl.designs import pe_design
+    from sim.rtl.runner import RtlBuildError, RtlRunError, fresh_build_root, run_cocotb
 
     t0 = time.monotonic()
     try:
         with fresh_build_root("foldaccel-doctor-") if fresh else contextlib.nullcontext():
-            result = run_cocotb(pe_design(), "cocotb_tests.tb_pe",
+            result = run_cocotb(pe_design(), "sim.rtl.pe_check",
                                 env={"FOLDACCEL_SEED": "1", "FOLDACCEL_PE_CYCLES": "2000"})
         report["rtl_build_ok"] = result.ok
         if not result.ok:

@@ -1,8 +1,8 @@
-"""RTL designs the runner can build: each returns an :class:`sim.rtl.RtlDesign`."""
+"""RTL designs the runner can build: each returns an :class:`sim.rtl.runner.RtlDesign`."""
 
 from __future__ import annotations
 
-from sim.rtl import RtlDesign, component_verilog
+from sim.rtl.runner import RtlDesign, component_verilog
 
 
 def pe_design(in_bits: int = 8, acc_bits: int = 32) -> RtlDesign:
@@ -29,6 +29,18 @@ def requant_design(lanes: int) -> RtlDesign:
 
     text = component_verilog("requantizer", lambda: Requantizer(lanes), {"lanes": lanes})
     return RtlDesign("requantizer", {"requantizer.v": text})
+
+
+def decoder_design(hw=None) -> RtlDesign:
+    """The instruction legality checker alone (``hw.decoder.InstrChecker``), as Verilog
+    module ``instr_checker``, for the hardware config ``hw``."""
+    from hw.decoder import InstrChecker
+    from hw.uarch import AccelParams
+    from model.config import HardwareConfig
+
+    p = AccelParams.from_hw(hw or HardwareConfig())
+    text = component_verilog("instr_checker", lambda: InstrChecker(p), p.__dict__)
+    return RtlDesign("instr_checker", {"instr_checker.v": text})
 
 
 #: The small accelerator the RTL tests use: non-square, odd widths, 1 KiB banks (so operands

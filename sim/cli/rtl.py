@@ -16,11 +16,11 @@ import numpy as np
 
 from hw.compiler import CompileError, GemmProgram, check_gemm, compile_gemm
 from hw.isa import IsaError
+from hw.timing import program_cycles
 from hw.uarch import ACT, WGT, AccelParams
 from model.config import ConfigError
 from model.intops import gemm_i32, requantize
-from sim.accel_run import AccelRunError, Job, run_jobs
-from sim.cliutil import (
+from sim.cli.common import (
     USER_ERRORS,
     UserError,
     add_config_args,
@@ -30,7 +30,7 @@ from sim.cliutil import (
     format_table,
 )
 from sim.isa_sim import IsaSimError, simulate
-from sim.timing import program_cycles
+from sim.rtl.jobs import AccelRunError, Job, run_jobs
 
 log = logging.getLogger("foldaccel.rtl")
 USER_ERRORS.extend([CompileError, IsaError, IsaSimError, AccelRunError])
@@ -78,7 +78,7 @@ def random_operands(m: int, k: int, n: int, seed: int, bias: bool, requant: bool
 def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
              requant: bool = False, relu: bool = False, waves: bool = False) -> dict:
     """Compile, simulate (ISA + RTL), compare; the result dict of ``rtl gemm --json``."""
-    from sim.designs import harness_depths
+    from sim.rtl.designs import harness_depths
 
     t0 = time.monotonic()
     depths = harness_depths(hw)

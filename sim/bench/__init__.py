@@ -16,12 +16,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from sim.cliutil import format_table
+from sim.cli.common import format_table
 
 BENCH_MODULES = [
-    "sim.bench_rtl_cache",
-    "sim.bench_gemm",
-    "sim.bench_estimate",
+    "sim.bench.rtl_cache",
+    "sim.bench.gemm",
+    "sim.bench.estimate",
 ]
 
 Result = tuple[str, list[str], list[list]]
@@ -59,10 +59,3 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(header, rows))
     return 0
 
-
-if __name__ == "__main__":
-    # Run the imported module's main: benchmark modules register into `sim.bench`, not
-    # into this `__main__` copy.
-    from sim.bench import main as _main
-
-    sys.exit(_main())

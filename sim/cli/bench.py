@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim.cliutil import add_json_arg, emit, format_table
+from sim.cli.common import add_json_arg, emit, format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def sim_speed_cmd(args: argparse.Namespace) -> int:
-    from sim.bench_gemm import sim_speed
+    from sim.bench.gemm import sim_speed
 
     r = sim_speed(args.m, args.k, args.n)
     if args.json:
@@ -43,7 +43,7 @@ def sim_speed_cmd(args: argparse.Namespace) -> int:
 
 
 def gemm_cycles_cmd(args: argparse.Namespace) -> int:
-    from sim.bench_gemm import gemm_cycles
+    from sim.bench.gemm import gemm_cycles
 
     title, header, rows = gemm_cycles()
     if args.json:

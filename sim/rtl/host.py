@@ -1,6 +1,6 @@
 """Host side of the accelerator testbenches: driver (preload + start), monitor (results).
 
-The design is ``sim.designs.accel_design``: the clock runs inside the simulation and the
+The design is ``sim.rtl.designs.accel_design``: the clock runs inside the simulation and the
 host model streams the preloaded program and data, so between ``start`` and ``finished``
 Python sleeps. The host model's memories are filled and dumped in bulk by the SV wrapper
 (``$readmemh``/``$writememh`` on a ``load_req``/``dump_req`` pulse); no cycles are spent.
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from cocotb.triggers import First, RisingEdge, Timer
 
-from hw.accel import COUNTERS, N_UNITS, PC_BITS
+from hw.accel import N_UNITS, PC_BITS
 from hw.isa import UNITS
-from sim.accel_run import RunRecord
-from sim.designs import DMEM_HEX, IMEM_HEX, OMEM_HEX, harness_depths
+from hw.uarch import COUNTERS
+from sim.rtl.designs import DMEM_HEX, IMEM_HEX, OMEM_HEX, harness_depths
+from sim.rtl.jobs import RunRecord
 
 CLOCK_NS = 2  # the wrapper toggles clk every 1 ns
 
