@@ -46,6 +46,25 @@ PARAM_S_SHIFT = 16
 PARAM_S_BITS = intops.S_MAX.bit_length()
 
 
+#: Payload fields of the vector-unit and mover opcodes (docs/ISA.md, "Vector unit" and
+#: "Mover"); the engines read them through ``hw.vector.ports.args_layout``.
+VECTOR_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "VLUT": (("table", 1), ("src", 16)),
+    "VLN": (("src", 16), ("dst", 16), ("rows", 8), ("words", 8), ("param", 16)),
+    "VSOFTMAX": (("src", 16), ("dst", 16), ("rows", 8), ("words", 8), ("ncols", 12),
+                 ("mrow", 8), ("mcols", 12)),
+    "VADD": (("a", 16), ("b", 16), ("dst", 16), ("count", 16), ("param", 16)),
+    "VSUM": (("src", 16), ("stride", 8), ("rows", 16), ("words", 8), ("dst", 16), ("out", 2),
+             ("param", 16)),
+    "VSQUASH": (("src", 16), ("dst", 16), ("count", 16), ("param", 16)),
+}
+MOVER_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "MTRANS": (("src", 16), ("stride", 8), ("rows", 7), ("ncols", 12), ("bank", 1),
+               ("dst", 16), ("boff", 6)),
+    "MCOPY": (("src", 16), ("dst", 16), ("count", 16), ("bank", 1)),
+}
+
+
 class OpcodeError(ValueError):
     """The opcode table has no rule for what a consumer asked (names opcode and rule)."""
 
