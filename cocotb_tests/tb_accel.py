@@ -225,11 +225,11 @@ async def malformed_instructions(dut):
 
     bad = [
         ("opcode 0 (all-zero word)", mm, 0),
-        ("undefined opcode 9", mm, (words[mm] & ~0xF) | 9),
-        ("reserved header bit", mm, words[mm] | (1 << 5)),
-        ("reserved dependency slot 5", mm, words[mm] | (1 << (8 + 4 * 5))),
+        ("undefined opcode 20", mm, (words[mm] & ~0x1F) | 20),
+        ("reserved header bit 5", mm, words[mm] | (1 << 5)),
+        ("reserved header bit 7", mm, words[mm] | (1 << 7)),
         ("payload bit past the fields", st, words[st] | (1 << 120)),
-        ("LOAD bank 3", ld, field(words[ld], "LOAD", "bank", 3)),
+        ("LOAD bank 7", ld, field(words[ld], "LOAD", "bank", 7)),
         ("LOAD past the bank end", ld, field(words[ld], "LOAD", "addr", P.act_depth - 1)),
         ("MATMUL k=0", mm, field(words[mm], "MATMUL", "k", 0)),
         ("MATMUL mode 3", mm, field(words[mm], "MATMUL", "mode", 3)),

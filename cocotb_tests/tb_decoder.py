@@ -18,7 +18,7 @@ from cocotb.triggers import Timer
 
 from hw import isa
 from hw.opcodes import TABLE
-from hw.uarch import AccelParams
+from hw.uarch import BANKS, AccelParams
 from model.config import config_from_dict
 from sim.rtl.scoreboard import Scoreboard
 
@@ -36,7 +36,7 @@ def python_illegal(word: int) -> bool:
 
 
 def random_words(rng: np.random.Generator, n: int) -> list[int]:
-    depths = [P.act_depth, P.wgt_depth, P.acc_depth]
+    depths = [P.depth(b) for b in BANKS]
     words = []
     names = sorted(TABLE)
     for _ in range(n):
@@ -50,9 +50,9 @@ def random_words(rng: np.random.Generator, n: int) -> list[int]:
         args = {}
         for name, bits in TABLE[op].fields:
             r = rng.random()
-            if r < 0.3:   # near a bank end
+            if r < 0.2:   # near a bank end
                 v = int(rng.choice(depths)) - int(rng.integers(0, 5))
-            elif r < 0.5:
+            elif r < 0.7:
                 v = int(rng.integers(0, 4))
             else:
                 v = int(rng.integers(0, 1 << bits))
@@ -81,5 +81,5 @@ async def random_words_agree(dut):
         sb.compare(f"word {word:#034x} ({'illegal' if want else 'legal'} in Python)",
                    want, bool(int(dut.illegal.value)))
     # the stimulus exercised both verdicts and every opcode's rules
-    assert 0.2 < sum(verdicts) / len(verdicts) < 0.8, sum(verdicts)
+    assert 0.1 < sum(verdicts) / len(verdicts) < 0.9, sum(verdicts)
     sb.check(min_compared=WORDS)

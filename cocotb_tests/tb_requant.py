@@ -1,4 +1,5 @@
-"""cocotb testbench of hw.requant.Requantizer against model.intops.requantize.
+"""cocotb testbench of hw.requant.Requantizer against model.intops.requantize (int8) and
+model.intops.requantize_i16 (int16, ``out16``).
 
 Parameters (environment): FOLDACCEL_SEED, FOLDACCEL_LANES, FOLDACCEL_VECTORS. One vector
 (all lanes) per cycle; the driver applies it, the monitor samples ``y`` one cycle later, the
@@ -15,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from cocotb_tests.tb_array import pack, unpack_signed
-from model.intops import I32_MAX, I32_MIN, M_MAX, S_MAX, S_MIN, requantize
+from model.intops import I32_MAX, I32_MIN, M_MAX, S_MAX, S_MIN, requantize, requantize_i16
 from sim.rtl.scoreboard import Scoreboard
 
 SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
@@ -33,7 +34,8 @@ def random_vectors(rng: np.random.Generator, n: int):
                                                             endpoint=True),
                  rng.integers(14, 32, (n, LANES)))
     relu = rng.random(n) < 0.5
-    return acc, m, s, relu
+    out16 = rng.random(n) < 0.5
+    return acc, m, s, relu, out16
 
 
 def corner_vectors():
@@ -44,15 +46,19 @@ def corner_vectors():
         for mm in (0, 1, 16384, M_MAX):
             for ss in (S_MIN, 2, 15, 31, 46, S_MAX):
                 for r in (False, True):
-                    rows.append(([a] * LANES, [mm] * LANES, [ss] * LANES, r))
+                    for o in (False, True):
+                        rows.append(([a] * LANES, [mm] * LANES, [ss] * LANES, r, o))
     for ss in (1, 2, 8, 20):  # exact ties: acc*m = (2k+1) * 2**(s-1)
         for k in (-3, -2, -1, 0, 1, 2):
-            rows.append(([(2 * k + 1) << (ss - 1)] * LANES, [1] * LANES, [ss] * LANES, False))
-    acc, m, s, relu = (np.array(x) for x in zip(*rows, strict=True))
-    return acc.astype(np.int64), m.astype(np.int64), s.astype(np.int64), relu.astype(bool)
+            for o in (False, True):
+                rows.append(([(2 * k + 1) << (ss - 1)] * LANES, [1] * LANES, [ss] * LANES,
+                             False, o))
+    acc, m, s, relu, out16 = (np.array(x) for x in zip(*rows, strict=True))
+    return (acc.astype(np.int64), m.astype(np.int64), s.astype(np.int64), relu.astype(bool),
+            out16.astype(bool))
 
 
-async def run_vectors(dut, acc, m, s, relu, name: str) -> Scoreboard:
+async def run_vectors(dut, acc, m, s, relu, out16, name: str) -> Scoreboard:
     cocotb.start_soon(Clock(dut.clk, 2, unit="ns").start())
     dut.rst.value = 1
     dut.valid.value = 0
@@ -64,12 +70,13 @@ async def run_vectors(dut, acc, m, s, relu, name: str) -> Scoreboard:
         await FallingEdge(dut.clk)
         if t:
             assert int(dut.y_valid.value) == 1, f"y_valid low one cycle after vector {t - 1}"
-            got.append(unpack_signed(int(dut.y.value), 8, LANES))
+            got.append(unpack_signed(int(dut.y.value), 16, LANES))
         if t < n:
             dut.acc.value = pack(acc[t], 32)
             dut.m.value = pack(m[t], 15)
             dut.s.value = pack(s[t], 6)
             dut.relu.value = int(relu[t])
+            dut.out16.value = int(out16[t])
             dut.valid.value = 1
         else:
             dut.valid.value = 0
@@ -77,24 +84,26 @@ async def run_vectors(dut, acc, m, s, relu, name: str) -> Scoreboard:
     assert int(dut.y_valid.value) == 0, "y_valid high without an input vector"
     sb = Scoreboard(name, SEED)
     for t in range(n):
-        want = requantize(acc[t], m[t], s[t], relu=bool(relu[t]))
+        fn = requantize_i16 if out16[t] else requantize
+        want = fn(acc[t], m[t], s[t], relu=bool(relu[t]))
         for j in range(LANES):
             sb.compare(f"vector {t} lane {j}", int(want[j]), got[t][j],
-                       f"acc={acc[t][j]} m={m[t][j]} s={s[t][j]} relu={bool(relu[t])}")
+                       f"acc={acc[t][j]} m={m[t][j]} s={s[t][j]} relu={bool(relu[t])} "
+                       f"out16={bool(out16[t])}")
     return sb
 
 
 @cocotb.test()
 async def random_params(dut):
     """Seeded random accumulators, multipliers, shifts and ReLU flags."""
-    acc, m, s, relu = random_vectors(np.random.default_rng(SEED), VECTORS)
-    sb = await run_vectors(dut, acc, m, s, relu, "requant.random")
+    acc, m, s, relu, out16 = random_vectors(np.random.default_rng(SEED), VECTORS)
+    sb = await run_vectors(dut, acc, m, s, relu, out16, "requant.random")
     sb.check(min_compared=VECTORS * LANES)
 
 
 @cocotb.test()
 async def corners(dut):
     """int32 extremes x m extremes x s extremes x ReLU; exact rounding ties."""
-    acc, m, s, relu = corner_vectors()
-    sb = await run_vectors(dut, acc, m, s, relu, "requant.corners")
+    acc, m, s, relu, out16 = corner_vectors()
+    sb = await run_vectors(dut, acc, m, s, relu, out16, "requant.corners")
     sb.check(min_compared=len(acc) * LANES)

@@ -1,10 +1,14 @@
 """Hand-timed programs for the small array (4x3, 8-byte host beats): the expected counters
-are worked out by hand from the rules in docs/ISA.md ("Timing"), not by the timing model.
+are worked out by hand from the rules in docs/ISA.md ("Timing") and the engines' documented
+schedules, not by the timing model.
 
 ``tests/test_accel_timing.py`` checks the timing model against them and
 ``cocotb_tests/tb_accel.py`` (``timing_probes``) checks the RTL. Cycle 0 is the first cycle
 after ``start``; beats per word: ACT 1, WGT 1, ACC 2; drain gap G = 4; MATMUL latency
-K + cols + rows - 1 = K + 6; REQUANT latency rows + 2.
+K + cols + rows - 1 = K + 6; REQUANT latency rows + 2; VMEM words (6 bytes) 1 beat, PMEM words
+(24 bytes) 3 beats; VADD latency 2*count + 1, MCOPY count, MTRANS
+1 + n + (G-1)*max(n, cols) + last; a vector/mover instruction frees its unit one cycle after
+its done.
 """
 
 from __future__ import annotations
@@ -93,4 +97,34 @@ PROBES = [
         "LOAD: dispatch 2, start 3, done 6. FENCE in IR from 3 waits for it: dispatches at 7, "
         "so the next LOAD is fetched at 7, dispatches at 8, starts 9, done 11. DONE 12, "
         "total 13."),
+    Probe(
+        "vadd",
+        (isa.config(0, 4, 3), isa.load(3, 0, 2), isa.load(4, 0, 1),
+         isa.Instr("VADD", {"a": 0, "b": 0, "dst": 4, "count": 2, "param": 0},
+                   isa._deps({"LOAD": 1})),
+         isa.Instr("STORE", {"addr": 4, "count": 2, "bank": 1}, isa._deps({"VECTOR": 1})),
+         isa.done()),
+        5,
+        _c(total=19, dma_in_busy=5, dma_out_busy=2, dma_busy=7, vector_busy=6),
+        "LOAD VMEM 2 words (1 beat each): dispatch 2, start 3, done 5. LOAD PMEM 1 word "
+        "(3 beats): dispatch 3, starts when the unit is free at 5, done 8. VADD: dispatch 4, "
+        "waits for the PMEM LOAD -> start 9, latency 2*2+1 = 5 -> done 14 (busy 9..14 = 6). "
+        "STORE VMEM: dispatch 5, waits for VADD -> start 15, 2 beats, done 17. DONE 18, "
+        "total 19. DMA busy [4,5] + [6,8] + [16,17] = 7."),
+    Probe(
+        "mcopy-mtrans",
+        (isa.config(0, 4, 3), isa.load(3, 0, 3),
+         isa.Instr("MCOPY", {"src": 0, "dst": 10, "count": 3, "bank": 0},
+                   isa._deps({"LOAD": 1})),
+         isa.Instr("MTRANS", {"src": 0, "stride": 1, "rows": 3, "ncols": 3, "bank": 0,
+                              "dst": 0, "boff": 0}, isa._deps({"LOAD": 1})),
+         isa.Instr("STORE", {"addr": 10, "count": 3, "bank": 1}, isa._deps({"MOVER": 1})),
+         isa.done()),
+        3,
+        _c(total=24, dma_in_busy=3, dma_out_busy=3, dma_busy=6, mover_busy=12),
+        "LOAD 3 VMEM words: start 3, done 6. MCOPY: dispatch 3, start 7, latency 3 -> done "
+        "10, unit free 11 (busy 4). MTRANS (n=3, one word-column of 3): dispatch 4, starts "
+        "when the mover is free at 11, latency 1 + 3 + 0 + 3 = 7 -> done 18 (busy 8). STORE "
+        "waits for the mover (it shares the VMEM read port with MTRANS): start 19, 3 beats, "
+        "done 22. DONE 23, total 24."),
 ]

@@ -12,8 +12,12 @@ Ordering facts the hardware guarantees without dependency fields (docs/ISA.md):
 * FENCE/DONE wait for everything before them;
 * within one unit: LOAD->LOAD, STORE->*, REQUANT write-after-read/-write and MATMUL
   write-after-write/-read, and MATMUL read-after-write of the *same* accumulator tile
-  (ACCUMULATE chains) are ordered by the pipelines. Every other same-unit hazard
-  (e.g. a REQUANT reading rows another REQUANT wrote) needs an explicit dependency.
+  (ACCUMULATE chains) are ordered by the pipelines; the vector unit and the mover finish an
+  instruction before they start the next. Every other same-unit hazard (e.g. a REQUANT
+  reading rows another REQUANT wrote) needs an explicit dependency;
+* a shared bank port (``hw.uarch.SHARED_PORTS``) is driven by one unit at a time: two
+  instructions of different units that use the same one are ordered like a write-after-write
+  on a one-word pseudo bank.
 """
 
 from __future__ import annotations
@@ -22,12 +26,24 @@ import numpy as np
 
 from hw.isa import DEP_MAX, Instr, IsaError
 from hw.opcodes import Region
-from hw.uarch import ACC, ACT, BANK_NAMES, UNITS, WGT, AccelParams
+from hw.uarch import BANK_NAMES, BANKS, SHARED_PORTS, UNITS, AccelParams
+
+#: Shared bank ports are tracked as one-word pseudo banks after the real ones: every user
+#: "writes" it, so instructions of different units that share a port are ordered.
+PORT_BANK = {name: len(BANKS) + k for k, name in enumerate(SHARED_PORTS)}
+_PLACE_NAMES = (*BANK_NAMES, *(f"port {name}" for name in SHARED_PORTS))
 
 
 def regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
     """(reads, writes) of ``ins`` as SRAM word ranges (the opcode table's ``regions`` rule)."""
     return ins.spec.need("regions")(ins.args, p)
+
+
+def hazard_regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
+    """:func:`regions` plus a pseudo-bank write for each shared port ``ins`` uses."""
+    reads, writes = regions(ins, p)
+    ports = [(PORT_BANK[name], 0, 1) for name in ins.spec.need("ports")(ins.args, p)]
+    return reads, writes + ports
 
 
 class DepTracker:
@@ -38,8 +54,9 @@ class DepTracker:
         nu = len(UNITS)
         # last writer / reader per word and unit (per-unit instruction index, -1 = none),
         # shape (depth, units) so one slice max covers all units
-        self.last_w = [np.full((p.depth(b), nu), -1, np.int64) for b in (ACT, WGT, ACC)]
-        self.last_r = [np.full((p.depth(b), nu), -1, np.int64) for b in (ACT, WGT, ACC)]
+        depths = [p.depth(b) for b in BANKS] + [1] * len(SHARED_PORTS)
+        self.last_w = [np.full((d, nu), -1, np.int64) for d in depths]
+        self.last_r = [np.full((d, nu), -1, np.int64) for d in depths]
         self.count = [0] * nu                 # instructions per unit so far
         self.after: list[list[list[int]]] = [[] for _ in range(nu)]  # per unit, per instr
         self.instrs: list[list[Instr]] = [[] for _ in range(nu)]
@@ -110,7 +127,7 @@ class DepTracker:
         """Per unit: highest earlier instruction index this one must wait for (-1 = none),
         and what it touches there."""
         u = ins.unit
-        reads, writes = regions(ins, self.p)
+        reads, writes = hazard_regions(ins, self.p)
         need = [-1] * len(UNITS)
         why = [""] * len(UNITS)
         checks = [(r, True, self.last_w) for r in reads]
@@ -129,8 +146,8 @@ class DepTracker:
                     continue
                 if top > need[v]:
                     need[v] = top
-                    why[v] = (f"{'reads' if raw else 'writes'} "
-                              f"{BANK_NAMES[bank]}[{lo}:{hi}]")
+                    why[v] = (f"uses {_PLACE_NAMES[bank]}" if bank >= len(BANKS) else
+                              f"{'reads' if raw else 'writes'} {BANK_NAMES[bank]}[{lo}:{hi}]")
         return need, why
 
     def _record(self, ins: Instr, after: list[int]) -> None:
@@ -138,7 +155,7 @@ class DepTracker:
         idx = self.count[u]
         self.after[u].append(after)
         self.instrs[u].append(ins)
-        reads, writes = regions(ins, self.p)
+        reads, writes = hazard_regions(ins, self.p)
         for bank, lo, hi in reads:
             self.last_r[bank][lo:hi, u] = idx
         for bank, lo, hi in writes:
@@ -147,4 +164,4 @@ class DepTracker:
         self.pc += 1
 
 
-__all__ = ["DepTracker", "regions"]
+__all__ = ["DepTracker", "PORT_BANK", "hazard_regions", "regions"]

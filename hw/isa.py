@@ -2,12 +2,13 @@
 
 An instruction is a 128-bit word (one beat of the instruction stream)::
 
-    bits   0..3    opcode
-    bits   4..7    reserved (0)
-    bits   8..31   deps: 6 slots x 4 bits, slot u = unit u (LOAD, MATMUL, REQUANT, STORE, -, -)
-    bits  32..127  payload: the opcode's fields, packed from bit 32 upwards in FIELDS order
+    bits   0..4    opcode
+    bits   5..7    reserved (0)
+    bits   8..43   deps: 6 slots x 6 bits, slot u = unit u (LOAD, MATMUL, REQUANT, STORE,
+                   VECTOR, MOVER)
+    bits  44..127  payload: the opcode's fields, packed from bit 44 upwards in FIELDS order
 
-Dependency slot ``u`` holds ``d`` in 0..15: 0 = no dependency; ``d >= 1`` = do not start
+Dependency slot ``u`` holds ``d`` in 0..63: 0 = no dependency; ``d >= 1`` = do not start
 before the ``d``-th most recent unit-``u`` instruction preceding this one in program order
 has completed. Every bit not used by the opcode must be 0. ``docs/ISA.md`` gives the semantics
 and timing of each opcode.
@@ -49,11 +50,13 @@ FIELDS: dict[str, tuple[tuple[str, int], ...]] = {name: s.fields for name, s in 
 #: Unit index that executes each opcode (the others run in the dispatcher).
 UNIT_OF = {name: UNITS.index(s.unit) for name, s in TABLE.items() if s.unit is not None}
 
-DEP_SLOTS = 6
-DEP_BITS = 4
+#: One dependency slot per unit, 6 bits each (distances 1..63).
+DEP_SLOTS = len(UNITS)
+DEP_BITS = 6
 DEP_MAX = (1 << DEP_BITS) - 1
-OPCODE_BITS = 4
-HEADER_BITS = 32
+OPCODE_BITS = 5
+DEP_SHIFT = 8
+HEADER_BITS = DEP_SHIFT + DEP_SLOTS * DEP_BITS
 PAYLOAD_BITS = INSTR_BITS - HEADER_BITS
 
 
@@ -102,7 +105,7 @@ def field_offsets(op: str) -> dict[str, tuple[int, int]]:
 def used_mask(op: str) -> int:
     """Bits of the 128-bit word an ``op`` instruction may set (all others must be 0)."""
     mask = (1 << OPCODE_BITS) - 1
-    mask |= ((1 << (DEP_BITS * len(UNITS))) - 1) << 8
+    mask |= ((1 << (DEP_BITS * DEP_SLOTS)) - 1) << DEP_SHIFT
     for off, bits in field_offsets(op).values():
         mask |= ((1 << bits) - 1) << (HEADER_BITS + off)
     return mask
@@ -166,7 +169,7 @@ class Instr:
         """The 128-bit instruction word."""
         word = TABLE[self.op].code
         for u, d in enumerate(self.deps):
-            word |= d << (8 + DEP_BITS * u)
+            word |= d << (DEP_SHIFT + DEP_BITS * u)
         for name, (off, _) in field_offsets(self.op).items():
             word |= self.args[name] << (HEADER_BITS + off)
         return word
@@ -195,7 +198,7 @@ def decode(word: int) -> Instr:
     stray = word & ~used_mask(op)
     if stray:
         raise IsaError(f"word {word:#034x} ({op}): reserved bits {stray:#x} are set")
-    deps = tuple((word >> (8 + DEP_BITS * u)) & DEP_MAX for u in range(len(UNITS)))
+    deps = tuple((word >> (DEP_SHIFT + DEP_BITS * u)) & DEP_MAX for u in range(len(UNITS)))
     args = {name: (word >> (HEADER_BITS + off)) & ((1 << bits) - 1)
             for name, (off, bits) in field_offsets(op).items()}
     return Instr(op, args, deps)
@@ -258,7 +261,7 @@ def instr_layout() -> Any:
                                 **{op.lower(): payload_layout(op) for op in TABLE}})
     return data.StructLayout({
         "opcode": OPCODE_BITS,
-        "rsv": HEADER_BITS - OPCODE_BITS - DEP_SLOTS * DEP_BITS,
+        "rsv": DEP_SHIFT - OPCODE_BITS,
         "deps": data.ArrayLayout(DEP_BITS, DEP_SLOTS),
         "payload": payload,
     })

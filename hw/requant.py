@@ -1,4 +1,5 @@
-"""Per-column requantization lanes: int32 accumulator -> int8 (docs/NUMERICS.md section 2)."""
+"""Per-column requantization lanes: int32 accumulator -> int8 or int16 (docs/NUMERICS.md
+section 2)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from hw.opcodes import PARAM_S_SHIFT as S_SHIFT
 
 
 class Requantizer(wiring.Component):
-    """``lanes`` parallel ``sat8((acc*m + 2**(s-1)) >> s)``, optionally ReLU, one register stage.
+    """``lanes`` parallel ``sat8((acc*m + 2**(s-1)) >> s)`` (``sat16`` with ``out16``),
+    optionally ReLU, one register stage.
 
-    Inputs in cycle ``t`` (``valid``, ``acc``, ``m``, ``s``, ``relu``) give ``y`` with
-    ``y_valid`` in cycle ``t + 1``. ``m`` is unsigned 15 bit, ``s`` is 6 bit and must be in
-    [1, 47] (``model.intops.requantize`` rejects other shifts; the lanes then compute
-    ``(acc*m + (2**s >> 1)) >> s``).
+    Inputs in cycle ``t`` (``valid``, ``acc``, ``m``, ``s``, ``relu``, ``out16``) give ``y``
+    (int16 lanes; int8 results sign-extended) with ``y_valid`` in cycle ``t + 1``. ``m`` is
+    unsigned 15 bit, ``s`` is 6 bit and must be in [1, 47] (``model.intops.requantize``
+    rejects other shifts; the lanes then compute ``(acc*m + (2**s >> 1)) >> s``).
     """
 
     def __init__(self, lanes: int):
@@ -28,8 +30,9 @@ class Requantizer(wiring.Component):
             "m": In(data.ArrayLayout(unsigned(M_BITS), lanes)),
             "s": In(data.ArrayLayout(unsigned(S_BITS), lanes)),
             "relu": In(1),
+            "out16": In(1),
             "y_valid": Out(1),
-            "y": Out(data.ArrayLayout(signed(8), lanes)),
+            "y": Out(data.ArrayLayout(signed(16), lanes)),
         })
 
     def elaborate(self, platform):
@@ -44,8 +47,9 @@ class Requantizer(wiring.Component):
                 t.eq(prod + ((Const(1, 1) << self.s[j]) >> 1)),
                 q.eq(t >> self.s[j]),
             ]
-            low = Mux(self.relu, 0, -128)
-            m.d.sync += self.y[j].eq(Mux(q > 127, 127, Mux(q < low, low, q)))
+            high = Mux(self.out16, 32767, 127)
+            low = Mux(self.relu, 0, Mux(self.out16, -32768, -128))
+            m.d.sync += self.y[j].eq(Mux(q > high, high, Mux(q < low, low, q)))
         return m
 
 

@@ -12,20 +12,28 @@ from dataclasses import dataclass
 
 from model.config import ConfigError, HardwareConfig
 
-#: SRAM banks, in LOAD ``bank`` field order.
-ACT, WGT, ACC = 0, 1, 2
-BANK_NAMES = ("ACT", "WGT", "ACC")
+#: SRAM banks, in LOAD ``bank`` field order: the array's operand banks, the accumulators, the
+#: vector memory (int8/int16 tensors, 16-bit lanes) and the vector-parameter memory.
+ACT, WGT, ACC, VMEM, PMEM = 0, 1, 2, 3, 4
+BANK_NAMES = ("ACT", "WGT", "ACC", "VMEM", "PMEM")
+BANKS = (ACT, WGT, ACC, VMEM, PMEM)
+#: Bank ports that several units use: a multiplexer in front of each, and the dependency
+#: tracker orders the instructions of different units that use the same one, so at most one
+#: unit drives it in any cycle (the RTL flags a violation as ERR_PORT).
+SHARED_PORTS = ("ACT.w", "WGT.w", "ACC.w", "VMEM.r", "VMEM.w")
+#: The hardware-config field that sizes each bank (KiB).
+BANK_SIZE_FIELDS = ("act_sram_kib", "wgt_sram_kib", "acc_sram_kib", "vmem_kib", "pmem_kib")
 #: The same banks as the estimator's traffic keys (``sim.perf.counts``).
 BANK_KEYS = tuple(name.lower() for name in BANK_NAMES)
 
 #: Execution units, in dependency-slot order (``hw/isa.py``).
-UNITS = ("LOAD", "MATMUL", "REQUANT", "STORE")
+UNITS = ("LOAD", "MATMUL", "REQUANT", "STORE", "VECTOR", "MOVER")
 #: Performance counters of the RTL (``counters`` port, 32 bits each, in this order); the
 #: timing model returns the same names.
 COUNTERS = ("total", "array_busy", "dma_in_busy", "dma_out_busy", "dma_busy",
-            "requant_busy", "stall")
+            "requant_busy", "vector_busy", "mover_busy", "stall")
 
-#: Entries in each unit's instruction queue (LOAD, MATMUL, REQUANT, STORE).
+#: Entries in each unit's instruction queue.
 QUEUE_DEPTH = 4
 #: Address fields are 16 bits: a bank holds at most this many words.
 MAX_BANK_WORDS = 1 << 16
@@ -33,8 +41,10 @@ MAX_BANK_WORDS = 1 << 16
 DRAIN_RING = 4
 #: Host instruction word width.
 INSTR_BITS = 128
-#: Bytes of one ACC lane (an int32 accumulator).
+#: Bytes of one ACC lane (an int32 accumulator), one VMEM lane (int16) and one PMEM lane.
 ACC_LANE_BYTES = 4
+VMEM_LANE_BYTES = 2
+PMEM_LANE_BYTES = 8
 #: REQUANT packs this many int8 rows into one accumulator word (one byte per row per lane).
 ROWS_PER_ACC_WORD = ACC_LANE_BYTES
 
@@ -53,6 +63,8 @@ class AccelParams:
     act_depth: int
     wgt_depth: int
     acc_depth: int
+    vmem_depth: int
+    pmem_depth: int
 
     @classmethod
     def from_hw(cls, hw: HardwareConfig) -> AccelParams:
@@ -61,7 +73,9 @@ class AccelParams:
         depths = {}
         for name, kib, word in (("act_sram_kib", hw.act_sram_kib, hw.rows),
                                 ("wgt_sram_kib", hw.wgt_sram_kib, hw.cols),
-                                ("acc_sram_kib", hw.acc_sram_kib, ACC_LANE_BYTES * hw.cols)):
+                                ("acc_sram_kib", hw.acc_sram_kib, ACC_LANE_BYTES * hw.cols),
+                                ("vmem_kib", hw.vmem_kib, VMEM_LANE_BYTES * hw.cols),
+                                ("pmem_kib", hw.pmem_kib, PMEM_LANE_BYTES * hw.cols)):
             depth = kib * 1024 // word
             if depth > MAX_BANK_WORDS:
                 raise ConfigError(
@@ -70,7 +84,8 @@ class AccelParams:
                     f"most {MAX_BANK_WORDS * word // 1024} KiB or a wider array")
             depths[name] = depth
         p = cls(hw.rows, hw.cols, hw.host_bytes_per_cycle, depths["act_sram_kib"],
-                depths["wgt_sram_kib"], depths["acc_sram_kib"])
+                depths["wgt_sram_kib"], depths["acc_sram_kib"], depths["vmem_kib"],
+                depths["pmem_kib"])
         if p.acc_depth < p.rows + 2:
             raise ConfigError(
                 f"[hardware]: field 'acc_sram_kib'={hw.acc_sram_kib} holds {p.acc_depth} words; "
@@ -82,11 +97,14 @@ class AccelParams:
     # ------------------------------------------------------------------ words and beats
     def word_bytes(self, bank: int) -> int:
         """Bytes per word: ACT words hold one A column slice (rows bytes), WGT words one B row
-        slice (cols bytes), ACC words cols int32 lanes."""
-        return (self.rows, self.cols, ACC_LANE_BYTES * self.cols)[bank]
+        slice (cols bytes), ACC words cols int32 lanes, VMEM words cols 16-bit lanes, PMEM
+        words cols 64-bit lanes."""
+        return (self.rows, self.cols, ACC_LANE_BYTES * self.cols, VMEM_LANE_BYTES * self.cols,
+                PMEM_LANE_BYTES * self.cols)[bank]
 
     def depth(self, bank: int) -> int:
-        return (self.act_depth, self.wgt_depth, self.acc_depth)[bank]
+        return (self.act_depth, self.wgt_depth, self.acc_depth, self.vmem_depth,
+                self.pmem_depth)[bank]
 
     def beats(self, bank: int) -> int:
         """Host stream beats per word (a word is split into host_bytes pieces, last padded)."""
@@ -114,9 +132,16 @@ class AccelParams:
     REQUANT_LATENCY = 2
 
 
-__all__ = ["ACC", "ACT", "AccelParams", "BANK_KEYS", "BANK_NAMES", "COUNTERS", "DRAIN_RING",
+__all__ = ["ACC", "ACT", "AccelParams", "BANKS", "BANK_KEYS", "BANK_NAMES", "COUNTERS",
+           "DRAIN_RING", "PMEM", "VMEM",
            "INSTR_BITS", "MAX_BANK_WORDS", "QUEUE_DEPTH", "ROWS_PER_ACC_WORD", "UNITS", "WGT",
-           "as_params"]
+           "SHARED_PORTS", "as_params", "bank_kib"]
+
+
+def bank_kib(hw: HardwareConfig) -> dict[str, int]:
+    """KiB of each bank, by estimator key (``act``, ``wgt``, ...)."""
+    return {key: getattr(hw, name) for key, name in zip(BANK_KEYS, BANK_SIZE_FIELDS,
+                                                        strict=True)}
 
 
 def as_params(hw: HardwareConfig | AccelParams) -> AccelParams:

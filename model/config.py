@@ -136,6 +136,9 @@ class HardwareConfig:
     act_sram_kib: int = 64
     wgt_sram_kib: int = 64
     acc_sram_kib: int = 64
+    # vector memory (int8/int16 tensors in 16-bit lanes) and vector-parameter memory
+    vmem_kib: int = 64
+    pmem_kib: int = 32
     host_bytes_per_cycle: int = 16
     dram_bytes_per_cycle: int = 16
     clock_mhz: float = 500.0
@@ -157,7 +160,7 @@ class HardwareConfig:
         if self.acc_bits != 32:
             raise _fail(where, "acc_bits", f"={self.acc_bits} is not supported",
                         "use acc_bits = 32 (int32 accumulators)")
-        for name in ("act_sram_kib", "wgt_sram_kib", "acc_sram_kib"):
+        for name in ("act_sram_kib", "wgt_sram_kib", "acc_sram_kib", "vmem_kib", "pmem_kib"):
             v = getattr(self, name)
             if v < 1 or v & (v - 1):
                 raise _fail(where, name, f"={v} is not a power of two >= 1",

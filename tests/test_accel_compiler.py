@@ -124,7 +124,7 @@ def test_missing_dependency_is_a_race():
     prog = compile_gemm(4, 8, 3, SMALL)
     pc = next(n for n, ins in enumerate(prog.instrs) if ins.op == "MATMUL")
     bad = list(prog.instrs)
-    bad[pc] = Instr("MATMUL", bad[pc].args, (0,) * 4)
+    bad[pc] = Instr("MATMUL", bad[pc].args, (0,) * len(isa.UNITS))
     din = prog.pack_inputs(np.ones((4, 8), int), np.ones((8, 3), int))
     with pytest.raises(IsaSimError, match=r"#\d+ MATMUL .* races with LOAD .*fix: give it a "
                                           r"LOAD dependency"):

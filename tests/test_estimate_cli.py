@@ -38,7 +38,7 @@ def test_gemm_json(capsys):
     for key in ("utilization", "sram_bytes", "sram_reads", "sram_writes", "energy_pj",
                 "traffic", "busy", "energy_breakdown_pj"):
         assert key in out
-    assert set(out["sram_bytes"]) == {"act", "wgt", "acc"}
+    assert set(out["sram_bytes"]) == {"act", "wgt", "acc", "vmem", "pmem"}
     assert out["utilization"] == pytest.approx(33 * 70 * 20 / (ref["total"] * 8 * 4))
 
 

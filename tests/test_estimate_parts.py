@@ -128,7 +128,8 @@ def test_vector_layernorm_by_hand():
     assert c.ops["int8_mult"] == 0                    # x*x is an int16 product now
     assert c.ops["int32_mult"] == 5 * elems + 2 * 5   # x*x + 4 per element, 2 per row
     assert c.ops["lut_bytes"] == 2 * 5                # one 15-bit rsqrt entry per row
-    assert c.sram_peak == {"act": (2 + 1) * elems, "wgt": 5 * 64, "acc": 0}  # in + out
+    assert c.sram_peak == {"act": (2 + 1) * elems, "wgt": 5 * 64, "acc": 0,
+                           "vmem": 0, "pmem": 0}  # in + out
     # LN_out writes int16: same cycles and operations, twice the output bytes
     o = vector_cost(VectorOp("ln", "layernorm_i16", 5, 64, out_bytes=2), hw)
     assert (o.cycles, o.ops) == (c.cycles, c.ops)
@@ -167,8 +168,9 @@ def test_vector_column_sums_and_requantize():
     assert z.cycles == 2 * (22 * 1 + 4)
     assert z.ops["int32_add"] == 2 * 22 * 16 and z.ops["int32_mult"] == 0
     assert z.sram_reads["act"] == 2 * 22 * 16 and z.sram_writes == {"act": 0, "wgt": 0,
-                                                                     "acc": 2 * 4 * 16}
-    assert z.sram_peak == {"act": 22 * 16, "wgt": 0, "acc": 4 * 16}
+                                                                     "acc": 2 * 4 * 16,
+                                                                     "vmem": 0, "pmem": 0}
+    assert z.sram_peak == {"act": 22 * 16, "wgt": 0, "acc": 4 * 16, "vmem": 0, "pmem": 0}
     # layer 0's memory vector: column sum of 4 int16 frames of 64 -> int32, then requantize
     s = vector_cost(VectorOp("s", "sum_rows_i16", 4, 64), hw)
     assert s.cycles == 4 * 4 + 4

@@ -107,6 +107,6 @@ def engine_members(args_layout, cols: int, rows: int, ports: tuple[str, ...]) ->
     return members
 
 
-__all__ = ["ADDR_BITS", "acc_word", "args_layout", "bytes_write_port", "elut_read_port", "engine_members",
-           "lut_read_port", "lut_write_port", "pmem_word", "read_port", "vmem_word",
-           "write_port"]
+__all__ = ["ADDR_BITS", "acc_word", "args_layout", "bytes_write_port", "elut_read_port",
+           "engine_members", "lut_read_port", "lut_write_port", "pmem_word", "read_port",
+           "vmem_word", "write_port"]

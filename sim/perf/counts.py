@@ -15,10 +15,9 @@ from dataclasses import dataclass, field, fields
 from hw.uarch import BANK_KEYS as BANKS
 from hw.uarch import COUNTERS
 
-#: Busy-cycle categories: the RTL's busy counters (``<unit>_busy``, hw.uarch.COUNTERS) plus
-#: the vector unit, which has no RTL yet (sim.perf.vector).
+#: Busy-cycle categories: the RTL's busy counters (``<unit>_busy``, hw.uarch.COUNTERS).
 RTL_BUSY = {name: name.removesuffix("_busy") for name in COUNTERS if name.endswith("_busy")}
-UNITS = (*RTL_BUSY.values(), "vector")
+UNITS = tuple(RTL_BUSY.values())
 # Energy classes of vector-unit element operations (priced by sim.perf.energy).
 OP_CLASSES = ("int8_add", "int8_mult", "int32_add", "int32_mult", "lut_bytes")
 

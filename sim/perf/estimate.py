@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hw.uarch import bank_kib
 from model.accounting import layer_weight_bytes
 from model.config import Config, HardwareConfig, ModelConfig
 from sim.perf.counts import BANKS, UNITS, Counts, total
@@ -93,7 +94,9 @@ def energy_pj(c: Counts, hw: HardwareConfig, table: EnergyTable, dram_bytes: int
     """Energy breakdown (pJ) of ``c``: array MAC slots, element ops (vector unit and REQUANT
     lanes), LUT reads, SRAM per bank (``wgt_kib`` overrides the weight bank size), DRAM bytes;
     plus ``total``."""
-    kib = {"act": hw.act_sram_kib, "wgt": wgt_kib or hw.wgt_sram_kib, "acc": hw.acc_sram_kib}
+    kib = bank_kib(hw)
+    if wgt_kib:
+        kib["wgt"] = wgt_kib
     out = {"mac": c.mac_slots * table.mac_pj,
            "elementwise": (c.ops["int8_add"] * table.int8_add_pj
                            + c.ops["int8_mult"] * table.int8_mult_pj
@@ -127,8 +130,7 @@ def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_uniqu
     big enough, else ``streamed``; ``energy_pj`` is that policy's. ``cycles`` are those of the
     programs as compiled, which load their weights (the RTL-verified number under both).
     """
-    cap = {"act": hw.act_sram_kib * 1024, "wgt": hw.wgt_sram_kib * 1024,
-           "acc": hw.acc_sram_kib * 1024}
+    cap = {b: kib * 1024 for b, kib in bank_kib(hw).items()}
     act_bytes = c.host_in_bytes + c.host_out_bytes
     resident_kib = max(hw.wgt_sram_kib, _pow2_kib(weight_bytes_unique + c.sram_peak["wgt"]))
     traffic = {

@@ -19,7 +19,7 @@ import numpy as np
 from hw import isa
 from model.config import Config, HardwareConfig
 
-ERR_NAMES = {0: "none", 1: "illegal instruction", 2: "watchdog"}
+ERR_NAMES = {0: "none", 1: "illegal instruction", 2: "watchdog", 3: "shared-port conflict"}
 
 
 class AccelRunError(RuntimeError):
@@ -60,6 +60,11 @@ class RunRecord:
 
         if self.error == 1:
             return f"illegal instruction {name(self.err_pc)}"
+        if self.error == 3:
+            units = [f"{u} executing {name(self.unit_pc[u])}" for u in self.busy]
+            return (f"shared-port conflict: two units drove one bank port in the same cycle "
+                    f"(the program lacks a dependency hw/deps.py requires); last instruction "
+                    f"started: {name(self.last_pc)}; busy: {'; '.join(units) or 'no unit'}")
         if self.error == 2:
             units = [f"{u} executing {name(self.unit_pc[u])}" for u in self.busy]
             units += [f"{u} waiting to start {name(self.head_pc[u])} (dependencies not met)"
