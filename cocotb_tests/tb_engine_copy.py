@@ -1,7 +1,8 @@
 """cocotb testbench of the MCOPY engine (hw/vector/copy.py) in the engine harness.
 
-Seeded random copies VMEM -> VMEM and VMEM -> WGT (lengths 1..40, overlapping and disjoint
-ranges); the reference is a plain numpy copy of the same words (low bytes for WGT); every
+Seeded random copies VMEM -> VMEM and VMEM -> WGT (lengths 1..40, source strides 1..3, in
+place and disjoint ranges); the reference is a numpy gather of the same words (low bytes for
+WGT); every
 destination word and the untouched neighbours are scoreboarded, and the measured latency
 equals ``hw.vector.timing.mcopy_latency``. Environment: FOLDACCEL_SEED, FOLDACCEL_COLS,
 FOLDACCEL_ROWS, FOLDACCEL_CASES.
@@ -45,17 +46,26 @@ async def random_copies(dut):
             drv.write("vmem", i, lanes_to_int(vmem[i], 16))
             drv.write("wgt", i, lanes_to_int(wgt[i], 8))
         count = int(rng.integers(1, 41))
+        stride = int(rng.integers(1, 4))
         bank = int(rng.integers(0, 2))
-        src = int(rng.integers(0, span - count))
+        src = int(rng.integers(0, span - (count - 1) * stride))
+        # in place or disjoint (the ISA rule); WGT destinations anywhere
         dst = int(rng.integers(0, span - count))
+        if bank == 0 and rng.random() < 0.3:
+            dst = src
+        elif bank == 0 and dst < src + (count - 1) * stride + 1 and src < dst + count:
+            dst = (src + (count - 1) * stride + 1) % (span - count)
+            if dst < src + (count - 1) * stride + 1 and src < dst + count:
+                dst = src
         want_v, want_w = vmem.copy(), wgt.copy()
-        for i in range(count):           # forward order, as documented
-            if bank == 0:
-                want_v[dst + i] = want_v[src + i]
-            else:
-                want_w[dst + i] = want_v[src + i] & 0xFF
-        cycles = await drv.run(pack_args("MCOPY", src=src, dst=dst, count=count, bank=bank))
-        where = f"case {case} (src={src} dst={dst} count={count} bank={bank})"
+        source = vmem[src + np.arange(count) * stride].copy()
+        if bank == 0:
+            want_v[dst:dst + count] = source
+        else:
+            want_w[dst:dst + count] = source & 0xFF
+        cycles = await drv.run(pack_args("MCOPY", src=src, dst=dst, count=count, bank=bank,
+                                         stride=stride))
+        where = f"case {case} (src={src} dst={dst} count={count} bank={bank} stride={stride})"
         sb.compare(f"{where} latency", mcopy_latency(SimpleNamespace(count=count), None),
                    cycles)
         for i in range(span):

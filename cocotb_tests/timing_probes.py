@@ -114,7 +114,7 @@ PROBES = [
     Probe(
         "mcopy-mtrans",
         (isa.config(0, 4, 3), isa.load(3, 0, 3),
-         isa.Instr("MCOPY", {"src": 0, "dst": 10, "count": 3, "bank": 0},
+         isa.Instr("MCOPY", {"src": 0, "dst": 10, "count": 3, "bank": 0, "stride": 1},
                    isa._deps({"LOAD": 1})),
          isa.Instr("MTRANS", {"src": 0, "stride": 1, "rows": 3, "ncols": 3, "bank": 0,
                               "dst": 0, "boff": 0}, isa._deps({"LOAD": 1})),

@@ -300,7 +300,8 @@ def chain_case(p: AccelParams, rng: np.random.Generator, kind: str) -> Case:
         want = intops.gemm_i32(a2, y[:keys].T)
         want = np.pad(want, ((0, 0), (0, C - keys)))
     elif kind == "V":
-        b.emit(isa.Instr("MCOPY", {"src": 100, "dst": 200, "count": m1, "bank": 1}))
+        b.emit(isa.Instr("MCOPY", {"src": 100, "dst": 200, "count": m1, "bank": 1,
+                                   "stride": 1}))
         a2 = rng.integers(-128, 128, (R, m1))
         _load_act(b, 150, a2)
         _tile_gemm(b, 150, 200, R, m1)
@@ -417,8 +418,10 @@ def random_program(p: AccelParams, rng: np.random.Generator, n_ops: int) -> Prog
                                      "words": 2, "param": 3}))
             kind[dst] = "i8"
         elif op == "MCOPY":
-            b.emit(isa.Instr("MCOPY", {"src": addr(src), "dst": addr(dst), "count": words,
-                                       "bank": 0}))
+            stride = int(rng.integers(1, 3))
+            b.emit(isa.Instr("MCOPY", {"src": addr(src), "dst": addr(dst),
+                                       "count": words // stride, "bank": 0,
+                                       "stride": stride}))
             kind[dst] = kind[src]
         elif op == "MTRANS":
             n = int(rng.integers(1, min(R, 2) + 1))

@@ -186,15 +186,17 @@ def test_transpose_copy_and_requant_to_vmem():
     b.load_vmem_rows(0, x)
     b.emit(isa.Instr("MTRANS", {"src": 0, "stride": 2, "rows": 3, "ncols": 6, "bank": 0,
                                 "dst": 10, "boff": 1}))
-    b.emit(isa.Instr("MCOPY", {"src": 0, "dst": 20, "count": 6, "bank": 1}))
-    b.emit(isa.Instr("MCOPY", {"src": 0, "dst": 50, "count": 6, "bank": 0}))
+    b.emit(isa.Instr("MCOPY", {"src": 0, "dst": 20, "count": 6, "bank": 1, "stride": 1}))
+    b.emit(isa.Instr("MCOPY", {"src": 0, "dst": 50, "count": 6, "bank": 0, "stride": 1}))
+    b.emit(isa.Instr("MCOPY", {"src": 1, "dst": 60, "count": 3, "bank": 0, "stride": 2}))
     acc = rng.integers(-(2**20), 2**20, (3, C))
     b.load_acc(0, acc)
     b.load_acc(8, np.array([[isa.pack_param(30000, 14)] * C], np.uint32).view(np.int32))
-    b.emit(isa.Instr("REQUANT", {"src": 0, "dst": 60, "param": 8, "rows": 3, "out": 2,
+    b.emit(isa.Instr("REQUANT", {"src": 0, "dst": 70, "param": 8, "rows": 3, "out": 2,
                                  "dstride": 2}))
     b.store(VMEM, 50, 6, "copy")
-    b.store(VMEM, 60, 5, "rq")
+    b.store(VMEM, 70, 5, "rq")
+    b.store(VMEM, 60, 3, "strided")
     prog = b.finish()
     res = simulate(prog.instrs, P, prog.din)
     out = prog.unpack(res.dout)
@@ -204,5 +206,6 @@ def test_transpose_copy_and_requant_to_vmem():
     wgt = res.banks[WGT][20:26].view(np.int8)
     assert np.array_equal(wgt.reshape(3, 2 * C)[:, :6], x)
     assert np.array_equal(vmem_values(out["copy"], 6, C), x)
+    assert np.array_equal(vmem_values(out["strided"], C, C), formats.vmem_rows(x, C)[1::2])
     rq = vmem_values(out["rq"], C, C)
     assert np.array_equal(rq[::2], intops.requantize_i16(acc, 30000, 14))

@@ -1,9 +1,9 @@
 """MCOPY engine of the mover: VMEM words -> VMEM words, or VMEM words -> WGT rows.
 
-``MCOPY src, dst, count, bank``: for ``i`` in ``0..count-1``, word ``src + i`` of VMEM goes
-to word ``dst + i`` of VMEM (``bank`` 0) or of WGT (``bank`` 1: byte ``j`` = the low byte of
-lane ``j``, i.e. an int8 row of a B operand such as V). Forward order (``i`` ascending), so a
-VMEM copy to a lower, overlapping address range is a move.
+``MCOPY src, dst, count, bank, stride``: for ``i`` in ``0..count-1``, word
+``src + i*stride`` of VMEM goes to word ``dst + i`` of VMEM (``bank`` 0) or of WGT (``bank``
+1: byte ``j`` = the low byte of lane ``j``, i.e. an int8 row of a B operand such as V; a
+stride picks one word-column of multi-word rows).
 
 Timing (``hw.vector.timing``): word ``i`` is read in cycle ``c + i`` (``c`` = start) and
 written in cycle ``c + 1 + i``; ``done`` = ``c + count``.
@@ -29,6 +29,7 @@ class CopyEngine(wiring.Component):
         a = self.args
         left = Signal(17)           # reads still to issue (after the start cycle's)
         rd_next = Signal(ADDR_BITS)
+        stride = Signal(8)
         wr_addr = Signal(ADDR_BITS)
         bank = Signal()
         wr_valid = Signal()         # the word read last cycle is on vmem_r.data
@@ -37,10 +38,10 @@ class CopyEngine(wiring.Component):
         m.d.comb += [self.vmem_r.en.eq(reading),
                      self.vmem_r.addr.eq(Mux(self.start, a.src, rd_next))]
         with m.If(self.start):
-            m.d.sync += [left.eq(a.count - 1), rd_next.eq(a.src + 1), wr_addr.eq(a.dst),
-                         bank.eq(a.bank)]
+            m.d.sync += [left.eq(a.count - 1), rd_next.eq(a.src + a.stride), wr_addr.eq(a.dst),
+                         bank.eq(a.bank), stride.eq(a.stride)]
         with m.Elif(left != 0):
-            m.d.sync += [left.eq(left - 1), rd_next.eq(rd_next + 1)]
+            m.d.sync += [left.eq(left - 1), rd_next.eq(rd_next + stride)]
         m.d.sync += [wr_valid.eq(reading), wr_last.eq(Mux(self.start, a.count == 1, left == 1))]
         with m.If(wr_valid):
             m.d.sync += wr_addr.eq(wr_addr + 1)

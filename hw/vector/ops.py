@@ -47,7 +47,7 @@ VECTOR_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
 MOVER_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "MTRANS": (("src", 16), ("stride", 8), ("rows", 7), ("ncols", 12), ("bank", 1),
                ("dst", 16), ("boff", 6)),
-    "MCOPY": (("src", 16), ("dst", 16), ("count", 16), ("bank", 1)),
+    "MCOPY": (("src", 16), ("dst", 16), ("count", 16), ("bank", 1), ("stride", 8)),
 }
 
 #: VLUT ``table``: the exp/squash table (256 entries) or the rsqrt table (192 entries).
@@ -362,8 +362,18 @@ def _mtrans_traffic(a, p) -> Traffic:
 # -- MCOPY
 
 
+def _mcopy_span(a) -> Any:
+    return (a.count - 1) * a.stride + 1
+
+
+def _mcopy_reads(a) -> list:
+    if a.stride == 1:
+        return [(VMEM, a.src, a.src + a.count)]
+    return [(VMEM, a.src + i * a.stride, a.src + i * a.stride + 1) for i in range(a.count)]
+
+
 def _mcopy_exec(m: Machine, a, where: str) -> None:
-    x = m.lanes(VMEM, a.src, a.src + a.count, "<i2")
+    x = _vmem_rows(m, a.src, a.count, a.stride, 1)
     if MCOPY_BANKS[a.bank] == VMEM:
         m.put_lanes(VMEM, a.dst, x, "<i2")
     else:
@@ -372,13 +382,13 @@ def _mcopy_exec(m: Machine, a, where: str) -> None:
 
 _MCOPY = _mover(
     "MCOPY", 15, MOVER_FIELDS["MCOPY"],
-    rules=(zero("count"), past_end("src", lambda a, p: a.count, VMEM),
+    rules=(zero("count"), zero("stride"),
+           past_end("src", lambda a, p: _mcopy_span(a), VMEM, guard=lambda a: a.count != 0),
            past_end("dst", lambda a, p: a.count, lambda a: pick(a.bank, MCOPY_BANKS, VMEM),
                     banks=(VMEM, WGT)),
-           overlap("dst", lambda a, p: a.count, "src", lambda a, p: a.count,
-                   guard=lambda a: a.bank == 0)),
-    regions=lambda a, p: ([(VMEM, a.src, a.src + a.count)],
-                          [(MCOPY_BANKS[a.bank], a.dst, a.dst + a.count)]),
+           overlap("dst", lambda a, p: a.count, "src", lambda a, p: _mcopy_span(a),
+                   guard=lambda a: (a.bank == 0) & (a.count != 0))),
+    regions=lambda a, p: (_mcopy_reads(a), [(MCOPY_BANKS[a.bank], a.dst, a.dst + a.count)]),
     ports=lambda a, p: ["VMEM.r", ("VMEM.w", "WGT.w")[a.bank]],
     traffic=lambda a, p: _traffic(p, {VMEM: a.count}, {MCOPY_BANKS[a.bank]: a.count}),
     execute=_mcopy_exec)

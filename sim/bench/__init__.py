@@ -22,6 +22,7 @@ BENCH_MODULES = [
     "sim.bench.rtl_cache",
     "sim.bench.gemm",
     "sim.bench.estimate",
+    "sim.bench.vector",
 ]
 
 Result = tuple[str, list[str], list[list]]
