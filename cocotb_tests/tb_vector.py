@@ -76,14 +76,20 @@ def _widths() -> list[int]:
 
 @cocotb.test()
 async def layernorm(dut):
-    """LayerNorm of int16 rows: random, zero-variance, extreme; int8 and int16 out."""
+    """LayerNorm of int16 rows: random, zero-variance, extreme; int8 and int16 out;
+    block-padded rows with garbage in the padding lanes."""
     rng = np.random.default_rng(SEED)
     sb = Scoreboard(f"vector.layernorm[{SUITE}]", SEED)
+    C = P.cols
     for d in _widths():
         for kind in ("random", "flat", "extreme"):
             for out16 in (False, True):
                 case = vc.layernorm_case(P, rng, 3 if d < 512 else 2, d, out16, kind)
                 await check_program(dut, sb, case.name, case.program, case.want)
+    # block-padded rows (fold blocks that are not a whole number of words)
+    for d, blocks in ((2 * C + 2, 2), (3 * C + 1, 1), (4 * (C // 2 + 1), 4)):
+        case = vc.layernorm_case(P, rng, 3, d, bool(blocks % 2), "random", blocks)
+        await check_program(dut, sb, case.name, case.program, case.want)
     sb.check(min_compared=1000)
 
 

@@ -52,10 +52,12 @@ def _lut(b: ProgramBuilder, table: int, entries: np.ndarray, addr: int) -> None:
 
 
 def layernorm_case(p: AccelParams, rng: np.random.Generator, rows: int, d: int, out16: bool,
-                   kind: str = "random") -> Case:
-    """``rows`` int16 rows of width ``d`` (a multiple of cols): random, or the edge ``kind``s
+                   kind: str = "random", blocks: int = 1) -> Case:
+    """``rows`` int16 rows of width ``d`` in ``blocks`` word-aligned blocks of ``d/blocks``
+    (block-padded when that is not a multiple of cols): random, or the edge ``kind``s
     "flat" (zero variance), "extreme" (all -32768 / alternating +-32767 / one-hot)."""
     C = p.cols
+    block = d // blocks
     if kind == "flat":
         x = np.repeat(rng.integers(-32768, 32768, (rows, 1)), d, axis=1)
     elif kind == "extreme":
@@ -72,19 +74,24 @@ def layernorm_case(p: AccelParams, rng: np.random.Generator, rows: int, d: int, 
     eps = intops.layernorm_eps_int(float(rng.choice([1e-5, 1e-3])), 0.5, d)
     b = ProgramBuilder(p)
     _lut(b, 1, intops.RSQRT_LUT, 1000)
-    words = d // C
+    width = blocks * -(-block // C) * C
+    words = width // C
     src = 64
     dst = src + rows * words
-    b.load_vmem_rows(src, x)
+    garbage = rng.integers(-32768, 32768, (rows, width))          # padding lanes: ignored
+    garbage[:, formats.block_lanes(blocks, block, C)] = x
+    b.load_vmem_rows(src, garbage)
     b.load_pmem(0, formats.pack_param_word("VLN", C, eps=eps, m=m, s=s,
                                            out16=int(out16))[None])
-    b.load_pmem(1, formats.pack_ln_features(gamma, beta, C))
-    b.emit(isa.Instr("VLN", {"src": src, "dst": dst, "rows": rows, "words": words,
-                             "param": 0}))
+    b.load_pmem(1, formats.pack_ln_features(formats.block_pad(gamma, blocks, block, C),
+                                            formats.block_pad(beta, blocks, block, C), C))
+    b.emit(isa.Instr("VLN", {"src": src, "dst": dst, "rows": rows, "blocks": blocks,
+                             "block": block, "param": 0}))
     b.store(VMEM, dst, rows * words, "y")
-    want = intops.layernorm_i16(x, gamma, beta, m, s, eps, 16 if out16 else 8)
-    return Case(f"layernorm {kind} {rows}x{d} out{16 if out16 else 8}", b.finish(),
-                {"y": (want, vmem_decoder(d, C))})
+    want = formats.block_pad(intops.layernorm_i16(x, gamma, beta, m, s, eps,
+                                                  16 if out16 else 8), blocks, block, C)
+    return Case(f"layernorm {kind} {rows}x{blocks}x{block} out{16 if out16 else 8}",
+                b.finish(), {"y": (want, vmem_decoder(width, C))})
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -415,7 +422,7 @@ def random_program(p: AccelParams, rng: np.random.Generator, n_ops: int) -> Prog
             kind[dst] = "i8"
         elif op == "VLN":
             b.emit(isa.Instr("VLN", {"src": addr(src), "dst": addr(dst), "rows": 2,
-                                     "words": 2, "param": 3}))
+                                     "blocks": 1, "block": 2 * C, "param": 3}))
             kind[dst] = "i8"
         elif op == "MCOPY":
             stride = int(rng.integers(1, 3))

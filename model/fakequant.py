@@ -58,6 +58,15 @@ class TorchOps:
         return torch.as_tensor(a) if a.dtype == bool else torch.as_tensor(a, dtype=I64)
 
     @staticmethod
+    def constant(name: str, a: Any) -> Tensor:
+        """A tensor of the quantized model, by name."""
+        return TorchOps.asarray(a)
+
+    @staticmethod
+    def begin_layer(layer: int) -> None:
+        """Nothing to do here; the instruction backend switches its buffers."""
+
+    @staticmethod
     def to_numpy(a: Tensor) -> np.ndarray:
         return a.numpy()
 

@@ -59,6 +59,15 @@ class NumpyOps:
         return np.asarray(a)
 
     @staticmethod
+    def constant(name: str, a: np.ndarray) -> np.ndarray:
+        """A tensor of the quantized model, by name (the instruction backend places it)."""
+        return np.asarray(a)
+
+    @staticmethod
+    def begin_layer(layer: int) -> None:
+        """Nothing to do here; the instruction backend switches its buffers."""
+
+    @staticmethod
     def to_numpy(a: Any) -> np.ndarray:
         return np.asarray(a)
 
@@ -124,7 +133,7 @@ class GoldenEncoder:
         self.qm = qm
         self.cfg = qm.config.model
         self.ops = ops
-        self.p = {k: ops.asarray(v) for k, v in qm.tensors.items()}
+        self.p = {k: ops.constant(k, v) for k, v in qm.tensors.items()}
         self.ints = {k: int(v[0]) for k, v in qm.tensors.items() if v.shape == (1,)}
 
     # -- building blocks -------------------------------------------------------------------
@@ -164,6 +173,7 @@ class GoldenEncoder:
         n, r, length = c.fold_factor, c.right_context, c.segment_length
         h, hd = c.attn_heads, c.head_dim
         pre = f"L{layer}."
+        o.begin_layer(layer)
         ln_in = self._layernorm(pre + "ln_in", x)
         summary = o.mean_pool_i8(ln_in[r:], axis=0).reshape(1, -1)
         q = self._linear(pre + "q", fold(o.cat([ln_in, summary]), n))

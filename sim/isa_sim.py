@@ -11,7 +11,7 @@ overlapped RTL is rejected here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,7 +32,8 @@ class SimResult:
     """Output stream and final SRAM images of a simulated run."""
 
     dout: np.ndarray                  # (beats, host_bytes) uint8
-    banks: list[np.ndarray]           # ACT (depth, rows), WGT (depth, cols), ACC (depth, 4*cols)
+    banks: list[np.ndarray]           # per bank (depth, word bytes), hw.uarch.BANKS order
+    machine: Machine | None = None    # the state after the run (pass it to the next program)
     beats_in: int = 0
     executed: int = 0
     budget: int = 0
@@ -40,16 +41,23 @@ class SimResult:
 
 
 def simulate(program: Sequence[Instr] | Sequence[int], hw: HardwareConfig | AccelParams,
-             din: np.ndarray, *, check_races: bool = True) -> SimResult:
-    """Execute ``program`` (instructions or 128-bit words) with data-in beats ``din``."""
+             din: np.ndarray, *, check_races: bool = True,
+             machine: Machine | None = None) -> SimResult:
+    """Execute ``program`` (instructions or 128-bit words) with data-in beats ``din``, from
+    empty memories or, with ``machine``, from the state an earlier program left (SRAM
+    contents and the vector unit's tables persist between programs, as on the hardware)."""
     p = as_params(hw)
     try:
         instrs = isa.instructions(program)
     except IsaError as e:
         raise IsaSimError(f"malformed program: {e}") from None
-    machine = Machine.empty(p, din)
+    if machine is None:
+        machine = Machine.empty(p, din)
+    else:
+        machine = replace(machine, din=np.asarray(din, np.uint8).reshape(-1, p.host_bytes),
+                          pos=0, dout=[])
     tracker = DepTracker(p) if check_races else None
-    res = SimResult(np.zeros((0, p.host_bytes), np.uint8), machine.banks)
+    res = SimResult(np.zeros((0, p.host_bytes), np.uint8), machine.banks, machine)
     for pc, ins in enumerate(instrs):
         try:
             isa.check(ins, p, pc)

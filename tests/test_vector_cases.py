@@ -19,6 +19,8 @@ def cases(p: AccelParams, seed: int) -> list[vc.Case]:
     C = p.cols
     out = [vc.layernorm_case(p, rng, 3, 4 * C, out16, kind)
            for out16 in (False, True) for kind in ("random", "flat", "extreme")]
+    out += [vc.layernorm_case(p, rng, 2, d, False, "random", blocks)
+            for d, blocks in ((2 * C + 2, 2), (3 * C + 1, 1), (6, 3))]
     out += [vc.softmax_case(p, rng, 5, 2 * C + 1, kind) for kind in
             ("random", "equal", "dominant", "extreme")]
     out += [vc.softmax_case(p, rng, 4, 7, mrow=0, mcols=6),   # every column masked but one

@@ -34,9 +34,11 @@ def test_new_banks_geometry():
 
 
 @pytest.mark.parametrize("ins,fragment", [
-    (isa.Instr("VLN", {"src": 0, "dst": 0, "rows": 0, "words": 1}), "'rows'=0"),
-    (isa.Instr("VLN", {"src": P.vmem_depth - 3, "rows": 2, "words": 2}), "'src'"),
-    (isa.Instr("VLN", {"rows": 1, "words": 4, "param": P.pmem_depth - 4}), "'param'"),
+    (isa.Instr("VLN", {"src": 0, "dst": 0, "rows": 0, "blocks": 1, "block": 4}), "'rows'=0"),
+    (isa.Instr("VLN", {"src": P.vmem_depth - 3, "rows": 2, "blocks": 2, "block": 3}), "'src'"),
+    (isa.Instr("VLN", {"rows": 1, "blocks": 2, "block": 5, "param": P.pmem_depth - 4}),
+     "'param'"),
+    (isa.Instr("VLN", {"rows": 1, "blocks": 200, "block": 9}), "takes 600 words"),
     (isa.Instr("VSOFTMAX", {"rows": 1, "words": 1, "ncols": C + 1}), "'ncols'=5 is more"),
     (isa.Instr("VSOFTMAX", {"rows": 2, "words": 1, "ncols": 3, "mrow": 1, "mcols": 3}),
      "see no column"),
@@ -99,7 +101,7 @@ def test_layernorm_program(out16):
     b.load_vmem_rows(100, x)
     b.load_pmem(0, formats.pack_param_word("VLN", C, eps=eps, m=m, s=s, out16=int(out16))[None])
     b.load_pmem(1, formats.pack_ln_features(gamma, beta, C))
-    b.emit(isa.Instr("VLN", {"src": 100, "dst": 200, "rows": rows, "words": d // C,
+    b.emit(isa.Instr("VLN", {"src": 100, "dst": 200, "rows": rows, "blocks": 1, "block": d,
                              "param": 0}))
     b.store(VMEM, 200, rows * d // C, "y")
     got = vmem_values(run(b)["y"], d, C)
@@ -110,7 +112,8 @@ def test_layernorm_program(out16):
 def test_layernorm_needs_the_rsqrt_table():
     b = ProgramBuilder(P)
     b.load_pmem(0, formats.pack_param_word("VLN", C, m=1, s=1)[None])
-    b.emit(isa.Instr("VLN", {"src": 0, "dst": 0, "rows": 1, "words": 1, "param": 0}))
+    b.emit(isa.Instr("VLN", {"src": 0, "dst": 0, "rows": 1, "blocks": 1, "block": C,
+                             "param": 0}))
     prog = b.finish()
     with pytest.raises(IsaSimError, match="RLUT does not hold the rsqrt table"):
         simulate(prog.instrs, P, prog.din)

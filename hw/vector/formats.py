@@ -7,6 +7,8 @@ engines slice the same fields (:func:`field_slice`), so one table defines each l
   endian), a signed value: int16 data as is, int8 data sign-extended, softmax outputs as the
   int8 array operand ``p - 128``. A tensor row of ``W`` elements occupies ``ceil(W / cols)``
   consecutive words (element ``e`` in word ``e // cols``, lane ``e % cols``; padding lanes 0).
+  A *block-padded* row of ``blocks`` blocks of ``block`` elements starts each block at a word
+  boundary (:func:`block_lanes`), so a fold block is a whole number of words.
 * **PMEM word**: ``cols`` lanes of 64 bits. LayerNorm's per-feature words hold, in lane ``j``,
   feature ``w*cols + j``'s ``beta_q`` (bits 0..31, int32) and ``gamma_q`` (bits 32..39, int8).
   A vector op's *parameter word* holds its scalar parameters, laid out by :data:`PARAM_LAYOUTS`.
@@ -110,6 +112,24 @@ def unpack_ln_features(words) -> tuple[np.ndarray, np.ndarray]:
     return np.where(gamma > 127, gamma - 256, gamma), np.where(beta >= 2**31, beta - 2**32, beta)
 
 
+def block_lanes(blocks: int, block: int, cols: int) -> np.ndarray:
+    """Lane positions (within a row of ``blocks * ceil(block/cols)`` words) of the
+    ``blocks * block`` elements of a block-padded row: element ``e`` of block ``b`` is lane
+    ``(b * ceil(block/cols)) * cols + e``."""
+    bw = -(-block // cols)
+    return (np.arange(blocks)[:, None] * bw * cols + np.arange(block)[None, :]).reshape(-1)
+
+
+def block_pad(values, blocks: int, block: int, cols: int) -> np.ndarray:
+    """``(..., blocks*block)`` values -> ``(..., blocks*ceil(block/cols)*cols)`` with each
+    block starting at a word boundary (padding 0): the lanes of block-padded rows."""
+    v = np.asarray(values, np.int64)
+    bw = -(-block // cols)
+    out = np.zeros(v.shape[:-1] + (blocks * bw * cols,), np.int64)
+    out[..., block_lanes(blocks, block, cols)] = v
+    return out
+
+
 def vmem_rows(values, cols: int) -> np.ndarray:
     """A (rows, W) integer tensor as VMEM words: ``(rows * ceil(W/cols), cols)`` int16 lanes."""
     v = np.asarray(values, np.int64)
@@ -128,5 +148,6 @@ def rows_from_vmem(words, width: int, cols: int) -> np.ndarray:
 
 
 __all__ = ["ELUT_SIZE", "LUT_ENTRY_BITS", "PARAM_LAYOUTS", "PMEM_LANE_BITS", "ParamField",
-           "RLUT_SIZE", "VMEM_LANE_BITS", "field_slice", "pack_ln_features", "pack_param_word",
-           "rows_from_vmem", "unpack_ln_features", "unpack_param_word", "vmem_rows"]
+           "RLUT_SIZE", "VMEM_LANE_BITS", "block_lanes", "block_pad", "field_slice",
+           "pack_ln_features", "pack_param_word", "rows_from_vmem", "unpack_ln_features",
+           "unpack_param_word", "vmem_rows"]

@@ -28,14 +28,20 @@ def vln_read_cycles(rows: int, words: int) -> int:
     return 2 * words * rows + (rows - 1) * gap
 
 
+def vln_words(a: Any, p: Any) -> int:
+    """Words of one block-padded VLN row: ``blocks * ceil(block / cols)``."""
+    return a.blocks * -(-a.block // p.cols)
+
+
 def vln_latency(a: Any, p: Any) -> int:
     """Fields latched and the parameter word read in the start cycle; the read passes (stats
-    and normalize, ``W = words`` cycles each, interleaved with the next row's stats) fill
-    cycles ``1 .. Lr`` (:func:`vln_read_cycles`); the last read is written 4 cycles later:
-    ``Lr + 4``. Independent of ``cols`` (``W`` words of ``cols`` lanes per row)."""
-    if a.rows == 0 or a.words == 0:
+    and normalize, ``W = blocks * ceil(block / cols)`` cycles each, interleaved with the next
+    row's stats) fill cycles ``1 .. Lr`` (:func:`vln_read_cycles` of ``rows, W``); the last
+    read is written 4 cycles later: ``Lr + 4``. Depends on ``cols`` only through ``W``; a zero
+    ``rows``, ``blocks`` or ``block`` is a no-op of latency 1."""
+    if a.rows == 0 or a.blocks == 0 or a.block == 0:
         return 1
-    return vln_read_cycles(a.rows, a.words) + VLN_NORM_STAGES
+    return vln_read_cycles(a.rows, vln_words(a, p)) + VLN_NORM_STAGES
 
 
 def vadd_latency(a: Any, p: Any) -> int:
@@ -107,4 +113,5 @@ def latency(op: str, a: Any, p: Any) -> int:
 
 
 __all__ = ["LATENCY", "VLN_CHAIN", "VLN_NORM_STAGES", "latency", "mean_pool_params",
-           "vadd_latency", "vln_latency", "vln_read_cycles", "vsquash_latency", "vsum_latency"]
+           "vadd_latency", "vln_latency", "vln_read_cycles", "vln_words", "vsquash_latency",
+           "vsum_latency"]

@@ -1,18 +1,27 @@
 """VLN engine of the vector unit: LayerNorm of int16 rows (``model.intops.layernorm_i16``).
 
-``VLN src, dst, rows, words, param``: ``D = words * cols``; row ``r`` is the ``words`` VMEM
-words at ``src + r*words`` (int16 lanes); its result (int8 or int16 values, sign-extended into
-the lanes) goes to the words at ``dst + r*words``. ``PMEM[param]`` is the scalar parameter word
-(``PARAM_LAYOUTS["VLN"]``: ``eps``, ``m``, ``s``, ``out16``), ``PMEM[param + 1 + w]`` holds
-``gamma_q``/``beta_q`` of features ``w*cols .. w*cols + cols - 1``
-(``formats.pack_ln_features``). The rsqrt table is read from the RLUT port (entry ``i`` =
-``intops.RSQRT_LUT[i]``). Per row, exactly as ``intops``:
+``VLN src, dst, rows, blocks, block, param``: a row is *block-padded*: ``blocks`` blocks of
+``block`` elements, each block starting at a word boundary, so it takes ``bw = ceil(block /
+cols)`` words per block and ``W = words = blocks * bw`` VMEM words (int16 lanes); element ``e``
+of block ``b`` is lane ``e % cols`` of word ``b*bw + e // cols`` (``formats.block_lanes``). Row
+``r`` is read from ``src + r*words``; its result (int8 or int16 values, sign-extended into the
+lanes) goes to the words at ``dst + r*words``. The LayerNorm is over the ``D = blocks * block``
+valid elements only: the *padding lanes* (lanes ``>= block - (bw - 1)*cols`` of the last word
+of each block) are left out of ``S`` and ``Q`` (whatever they hold) and are written 0.
+``PMEM[param]`` is the scalar parameter word (``PARAM_LAYOUTS["VLN"]``: ``eps``, ``m``, ``s``,
+``out16``), ``PMEM[param + 1 + w]`` holds ``gamma_q``/``beta_q`` of the elements of row word
+``w`` in the same lanes (``formats.pack_ln_features`` of the block-padded vectors; padding
+lanes ignored). The rsqrt table is read from the RLUT port (entry ``i`` =
+``intops.RSQRT_LUT[i]``). Per row, exactly as ``intops`` on the ``D`` valid elements:
 
 * stats pass: ``S = sum x``, ``Q = sum x**2``; ``V = D*Q - S**2 + eps``;
 * ``L = bit_length(V)``, ``k = floor((L - 7) / 2)``, ``u = V >> 2k`` (``V << -2k``),
   ``m_r = RLUT[u - 64]``, ``s_r = 9 + k``;
 * normalize pass: ``c = D*x - S``; ``z = int32((c*m_r + 2**(s_r-1)) >> s_r)`` (0 if ``V == 0``);
-  ``acc = z*gamma + beta``; ``y = sat8/sat16((acc*m + 2**(s-1)) >> s)``.
+  ``acc = z*gamma + beta``; ``y = sat8/sat16((acc*m + 2**(s-1)) >> s)`` (0 in padding lanes).
+
+The start cycle computes ``bw``, ``W`` and ``D`` from the fields. With ``block`` a multiple of
+``cols`` there is no padding and the result is that of one unpadded row of ``W`` words.
 
 Each row is read twice (one stats pass and one normalize pass of ``W = words`` reads each,
 one word per cycle). **Schedule** (``c`` = start cycle): cycle ``c`` latches the fields and
@@ -30,14 +39,15 @@ the row's context (``S``, ``m_r``, ``s_r``, ``V != 0``) is registered; pass ``Nr
 after ``t + 5`` (the gap guarantees it) and no later than the next row's context register write
 (``G <= 3``). A normalize read in cycle ``t`` (VMEM word and its gamma/beta PMEM word together)
 goes through 4 stages: ``t + 1`` data, ``c`` registered; ``t + 2`` ``z`` registered; ``t + 3``
-``acc`` registered; ``t + 4`` ``y`` written to ``VMEM[dst + k]`` (``k``-th normalized word).
-``done`` = the last write = ``c + Lr + 4``: latency ``Lr + 4``
-(``hw.vector.latency_arith.vln_latency``). ``rows == 0`` or ``words == 0``: no-op, ``done``
-at ``c + 1``.
+``acc`` registered; ``t + 4`` ``y`` (padding lanes 0) written to ``VMEM[dst + k]`` (``k``-th
+normalized word). ``done`` = the last write = ``c + Lr + 4``: latency ``Lr + 4``
+(``hw.vector.latency_arith.vln_latency``). ``rows == 0``, ``blocks == 0`` or ``block == 0``:
+no-op, ``done`` at ``c + 1``.
 
 In place (``dst == src``) is safe: every word is written after both of its reads.
 
-Widths: exact for ``D`` up to ``255 * cols``, ``eps < 2**62`` (``V < 2**63``).
+Widths: exact for ``W`` up to 255 words (``D <= 255 * cols``; the ISA rejects longer rows),
+``eps < 2**62`` (``V < 2**63``).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 
+from hw.opspec import cdiv
 from hw.vector.elementwise import busy_logic, param_signals, round_const, saturate
 from hw.vector.ports import ADDR_BITS, args_layout, engine_members
 
@@ -73,24 +84,30 @@ class LayerNormEngine(wiring.Component):
 
         # ---- latched fields
         n_rows = Signal(8)
-        n_words = Signal(8)
-        d_val = Signal(d_bits)
+        n_words = Signal(8)          # W = blocks * bw
+        bw_last = Signal(8)          # bw - 1: index of a block's last word
+        tail_lanes = Signal(C)       # valid lanes of a block's last word
+        d_val = Signal(d_bits)       # D = blocks * block
         feat0 = Signal(ADDR_BITS)
-        go = self.start & (a.rows != 0) & (a.words != 0)
+        go = self.start & (a.rows != 0) & (a.blocks != 0) & (a.block != 0)
         p_latch = Signal()
         m.d.sync += p_latch.eq(self.start)
         p = param_signals(m, "VLN", self.pmem_r.data, p_latch)
-        gap_len = Signal(3)                                   # G = max(0, 4 - W)
+        bw = Signal(12)                                      # ceil(block / cols)
+        m.d.comb += bw.eq(cdiv(a.block, C))
+        last_n = a.block - (bw - 1) * C                       # 1 .. C valid lanes
         with m.If(go):
-            m.d.sync += [n_rows.eq(a.rows), n_words.eq(a.words), d_val.eq(a.words * C),
-                         feat0.eq(a.param + 1),
-                         gap_len.eq(Mux(a.words >= CHAIN, 0, CHAIN - a.words))]
+            m.d.sync += [n_rows.eq(a.rows), n_words.eq(a.blocks * bw), bw_last.eq(bw - 1),
+                         d_val.eq(a.blocks * a.block), feat0.eq(a.param + 1),
+                         tail_lanes.eq(Cat(*[last_n > j for j in range(C)]))]
+        gap_len = Mux(n_words >= CHAIN, 0, CHAIN - n_words)   # G = max(0, 4 - W)
 
         # ---- read sequencer
         sp = Signal(ADDR_BITS)       # next stats read
         npt = Signal(ADDR_BITS)      # next normalize read
         fp = Signal(ADDR_BITS)       # next gamma/beta PMEM word
         wcnt = Signal(8)             # word within the pass
+        bcnt = Signal(8)             # word within the block
         s_done = Signal(9)           # stats passes completed
         n_done = Signal(9)           # normalize passes completed
         gcnt = Signal(3)
@@ -104,7 +121,7 @@ class LayerNormEngine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"), m.If(go):
                 m.d.sync += [sp.eq(a.src), npt.eq(a.src), fp.eq(a.param + 1),
-                             wcnt.eq(0), s_done.eq(0), n_done.eq(0)]
+                             wcnt.eq(0), bcnt.eq(0), s_done.eq(0), n_done.eq(0)]
                 m.next = "STATS"
             with m.State("STATS"):
                 m.d.comb += is_stats.eq(1)
@@ -137,6 +154,10 @@ class LayerNormEngine(wiring.Component):
                         m.d.comb += is_final.eq(1)
                         m.next = "IDLE"
 
+        # a pass ends with a block's last word, so bcnt restarts with every pass
+        with m.If(is_stats | is_norm):
+            m.d.sync += bcnt.eq(Mux(bcnt == bw_last, 0, bcnt + 1))
+
         m.d.comb += [
             self.vmem_r.en.eq(is_stats | is_norm),
             self.vmem_r.addr.eq(Mux(is_stats, sp, npt)),
@@ -150,15 +171,18 @@ class LayerNormEngine(wiring.Component):
         d_last = Signal()
         d_norm = Signal()
         d_final = Signal()
+        d_tail = Signal()            # the word is the last of its block: padding lanes
         m.d.sync += [d_stats.eq(is_stats), d_first.eq(wcnt == 0), d_last.eq(last_w),
-                     d_norm.eq(is_norm), d_final.eq(is_final)]
+                     d_norm.eq(is_norm), d_final.eq(is_final), d_tail.eq(bcnt == bw_last)]
         x = [self.vmem_r.data[j] for j in range(C)]
+        valid = [~d_tail | tail_lanes[j] for j in range(C)]
+        xs = [Mux(valid[j], x[j], 0) for j in range(C)]       # padding lanes out of S, Q
 
         # ---- stats accumulation and the per-row chain
         acc_s = Signal(signed(s_bits))
         acc_q = Signal(unsigned(q_bits))
-        sum_x = sum(x[1:], x[0])
-        sum_q = sum((xj * xj for xj in x[1:]), x[0] * x[0])
+        sum_x = sum(xs[1:], xs[0])
+        sum_q = sum((xj * xj for xj in xs[1:]), xs[0] * xs[0])
         new_s = Mux(d_first, 0, acc_s) + sum_x
         new_q = Mux(d_first, 0, acc_q) + sum_q
         c1_v = Signal()
@@ -218,9 +242,11 @@ class LayerNormEngine(wiring.Component):
         n1_c = [Signal(signed(c_bits), name=f"n1_c{j}") for j in range(C)]
         n1_g = [Signal(signed(8), name=f"n1_g{j}") for j in range(C)]
         n1_b = [Signal(signed(32), name=f"n1_b{j}") for j in range(C)]
+        n1_ok = Signal(C)            # valid (non-padding) lanes of the word
         m.d.sync += [n1_v.eq(d_norm), n1_last.eq(d_final)]
         with m.If(d_norm):
-            m.d.sync += [n1_m.eq(act_m), n1_sr.eq(act_sr), n1_pos.eq(act_pos)]
+            m.d.sync += [n1_m.eq(act_m), n1_sr.eq(act_sr), n1_pos.eq(act_pos),
+                         n1_ok.eq(Cat(valid))]
             for j in range(C):
                 lane = self.pmem_r.data[j]
                 m.d.sync += [n1_c[j].eq(d_val * x[j] - act_s), n1_g[j].eq(lane[32:40]),
@@ -230,9 +256,11 @@ class LayerNormEngine(wiring.Component):
         n2_z = [Signal(signed(32), name=f"n2_z{j}") for j in range(C)]
         n2_g = [Signal(signed(8), name=f"n2_g{j}") for j in range(C)]
         n2_b = [Signal(signed(32), name=f"n2_b{j}") for j in range(C)]
+        n2_ok = Signal(C)
         m.d.sync += [n2_v.eq(n1_v), n2_last.eq(n1_last)]
         rnd_r = round_const(n1_sr)
         with m.If(n1_v):
+            m.d.sync += n2_ok.eq(n1_ok)
             for j in range(C):
                 z = ((n1_c[j] * n1_m + rnd_r) >> n1_sr)[:32]
                 m.d.sync += [n2_z[j].eq(Mux(n1_pos, z, 0)), n2_g[j].eq(n1_g[j]),
@@ -240,8 +268,10 @@ class LayerNormEngine(wiring.Component):
 
         n3_v, n3_last = Signal(), Signal()
         n3_acc = [Signal(signed(41), name=f"n3_acc{j}") for j in range(C)]
+        n3_ok = Signal(C)
         m.d.sync += [n3_v.eq(n2_v), n3_last.eq(n2_last)]
         with m.If(n2_v):
+            m.d.sync += n3_ok.eq(n2_ok)
             for j in range(C):
                 m.d.sync += n3_acc[j].eq(n2_z[j] * n2_g[j] + n2_b[j])
 
@@ -253,8 +283,8 @@ class LayerNormEngine(wiring.Component):
         rnd = round_const(p["s"])
         for j in range(C):
             y = (n3_acc[j] * p["m"] + rnd) >> p["s"]
-            m.d.comb += self.vmem_w.data[j].eq(Mux(p["out16"], saturate(y, 16),
-                                                   saturate(y, 8)))
+            y_sat = Mux(p["out16"], saturate(y, 16), saturate(y, 8))
+            m.d.comb += self.vmem_w.data[j].eq(Mux(n3_ok[j], y_sat, 0))
         zero_done = Signal()
         m.d.sync += zero_done.eq(self.start & ~go)
         m.d.comb += [self.vmem_w.addr.eq(wp), self.vmem_w.en.eq(n3_v),

@@ -36,7 +36,8 @@ from model import intops
 #: Payload fields of the vector-unit and mover opcodes.
 VECTOR_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "VLUT": (("table", 1), ("src", 16)),
-    "VLN": (("src", 16), ("dst", 16), ("rows", 8), ("words", 8), ("param", 16)),
+    "VLN": (("src", 16), ("dst", 16), ("rows", 8), ("blocks", 8), ("block", 12),
+            ("param", 16)),
     "VSOFTMAX": (("src", 16), ("dst", 16), ("rows", 8), ("words", 8), ("ncols", 12),
                  ("mrow", 8), ("mcols", 12)),
     "VADD": (("a", 16), ("b", 16), ("dst", 16), ("count", 16), ("param", 16)),
@@ -135,6 +136,20 @@ _VLUT = _vector(
 # -- VLN
 
 
+def block_words(block: Any, cols: int) -> Any:
+    """Words of one block of ``block`` elements (a block starts at a word boundary)."""
+    return cdiv(block, cols)
+
+
+def _vln_words(a, p) -> Any:
+    """Words of one VLN row: ``blocks`` blocks of ``block`` elements, each word-aligned."""
+    return a.blocks * block_words(a.block, p.cols)
+
+
+def _vln_span(a, p) -> Any:
+    return a.rows * _vln_words(a, p)
+
+
 def _rows_words(a) -> Any:
     return a.rows * a.words
 
@@ -143,29 +158,38 @@ def _vln_exec(m: Machine, a, where: str) -> None:
     if not np.array_equal(m.rlut, intops.RSQRT_LUT):
         raise ExecutionError(f"{where}: the RLUT does not hold the rsqrt table "
                              "(model.intops.RSQRT_LUT); load it with VLUT table=1 first")
+    C = m.p.cols
+    words = _vln_words(a, m.p)
+    valid = formats.block_lanes(a.blocks, a.block, C)          # lane positions of the D
     prm = _params(m, "VLN", a.param)
     gamma, beta = formats.unpack_ln_features(
-        m.lanes(PMEM, a.param + 1, a.param + 1 + a.words, "<u8"))
-    x = _vmem_rows(m, a.src, a.rows, a.words, a.words)
-    y = _checked(where, intops.layernorm_i16, x, gamma, beta, prm["m"], prm["s"], prm["eps"],
-                 16 if prm["out16"] else 8)
-    m.put_lanes(VMEM, a.dst, y.reshape(-1, m.p.cols), "<i2")
+        m.lanes(PMEM, a.param + 1, a.param + 1 + words, "<u8"))
+    x = _vmem_rows(m, a.src, a.rows, words, words)[:, valid]
+    y = _checked(where, intops.layernorm_i16, x, gamma[valid], beta[valid], prm["m"],
+                 prm["s"], prm["eps"], 16 if prm["out16"] else 8)
+    out = np.zeros((a.rows, words * C), np.int64)              # padding lanes written 0
+    out[:, valid] = y
+    m.put_lanes(VMEM, a.dst, out.reshape(-1, C), "<i2")
 
 
 _VLN = _vector(
     "VLN", 9, VECTOR_FIELDS["VLN"],
-    rules=(zero("rows"), zero("words"),
-           past_end("src", lambda a, p: _rows_words(a), VMEM),
-           past_end("dst", lambda a, p: _rows_words(a), VMEM),
-           past_end("param", lambda a, p: 1 + a.words, PMEM),
-           overlap("dst", lambda a, p: _rows_words(a), "src", lambda a, p: _rows_words(a))),
-    regions=lambda a, p: ([(VMEM, a.src, a.src + _rows_words(a)),
-                           (PMEM, a.param, a.param + 1 + a.words)],
-                          [(VMEM, a.dst, a.dst + _rows_words(a))]),
+    rules=(zero("rows"), zero("blocks"), zero("block"),
+           Rule(lambda a, p: _vln_words(a, p) > 255,
+                lambda a, p: f"a row of 'blocks'={a.blocks} x 'block'={a.block} elements "
+                             f"takes {_vln_words(a, p)} words (at most 255)"),
+           past_end("src", lambda a, p: _vln_span(a, p), VMEM),
+           past_end("dst", lambda a, p: _vln_span(a, p), VMEM),
+           past_end("param", lambda a, p: 1 + _vln_words(a, p), PMEM),
+           overlap("dst", lambda a, p: _vln_span(a, p), "src", lambda a, p: _vln_span(a, p))),
+    regions=lambda a, p: ([(VMEM, a.src, a.src + _vln_span(a, p)),
+                           (PMEM, a.param, a.param + 1 + _vln_words(a, p))],
+                          [(VMEM, a.dst, a.dst + _vln_span(a, p))]),
     ports=lambda a, p: ["VMEM.r", "VMEM.w"],
     traffic=lambda a, p: _traffic(
-        p, {VMEM: 2 * _rows_words(a), PMEM: 1 + a.rows * a.words}, {VMEM: _rows_words(a)},
-        {"int32_add": 4 * _rows_words(a) * p.cols, "int32_mult": 4 * _rows_words(a) * p.cols}),
+        p, {VMEM: 2 * _vln_span(a, p), PMEM: 1 + _vln_span(a, p)}, {VMEM: _vln_span(a, p)},
+        {"int32_add": 4 * a.rows * a.blocks * a.block,
+         "int32_mult": 4 * a.rows * a.blocks * a.block}),
     execute=_vln_exec)
 
 

@@ -38,8 +38,8 @@ def _program(op: str, rows: int, d: int, hw):
         gamma, beta, m, s = intops.quantize_layernorm(np.ones(d), np.zeros(d), 0.05)
         b.load_pmem(0, formats.pack_param_word("VLN", C, eps=1, m=m, s=s)[None])
         b.load_pmem(1, formats.pack_ln_features(gamma, beta, C))
-        b.emit(isa.Instr("VLN", {"src": 0, "dst": rows * words, "rows": rows, "words": words,
-                                 "param": 0}))
+        b.emit(isa.Instr("VLN", {"src": 0, "dst": rows * words, "rows": rows, "blocks": 1,
+                                 "block": d, "param": 0}))
     else:
         b.load_vmem_rows(0, rng.integers(-128, 128, (rows, d)))
         b.emit(isa.Instr("VSOFTMAX", {"src": 0, "dst": rows * words, "rows": rows,
