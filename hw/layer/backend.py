@@ -25,10 +25,11 @@ cat of input rows   LOAD of the host's rows
 ==================  ======================================================================
 
 Slicing, folding, unfolding, ``ring_view`` and concatenations a consumer can read in parts
-emit nothing. Buffers come from allocators: per-layer VMEM arenas (two, alternating, so a
-layer's results live while the next layer reads them), wrap-around rings for operand tiles,
-accumulators and streamed constants; constants are resident (placed once, loaded by the
-preload program) or streamed (LOADed before each use) per bank (:class:`ConstStore`).
+emit nothing. Buffers come from allocators: a VMEM heap whose blocks are freed when the
+golden dataflow drops the last reference to a tensor (:class:`Heap`), wrap-around rings for
+operand tiles, accumulators and streamed constants; constants are resident (placed once,
+loaded by the preload program) or streamed (LOADed before each use) per bank
+(:class:`ConstStore`).
 """
 
 from __future__ import annotations
@@ -70,14 +71,23 @@ from model.config import ModelConfig
 
 
 class Region:
-    """Bump allocation in words ``[base, end)`` of one bank; :meth:`reset` frees everything."""
+    """Bump allocation in words ``[base, end)`` of one bank; :meth:`reset` frees everything.
+    A *measuring* region (``measure=True``) never fails: it counts what is asked and hands
+    out addresses that wrap around inside it (for a plan-only compile)."""
 
-    def __init__(self, bank: int, base: int, end: int, name: str):
+    def __init__(self, bank: int, base: int, end: int, name: str, measure: bool = False):
         self.bank, self.base, self.end, self.name = bank, base, end, name
         self.top = base
         self.peak = base
+        self.measure = measure
 
     def alloc(self, n: int) -> int:
+        if self.measure:
+            span = max(1, self.end - self.base - n)
+            addr = self.base + (self.top - self.base) % span
+            self.top += n
+            self.peak = max(self.peak, self.top)
+            return addr
         if self.top + n > self.end:
             raise LayerCompileError(
                 f"the {BANK_NAMES[self.bank]} bank is too small: {self.name} needs "
@@ -94,6 +104,63 @@ class Region:
     @property
     def used(self) -> int:
         return self.peak - self.base
+
+
+class Alloc:
+    """A block of a :class:`Heap`, freed when the last tensor that references it goes away
+    (the symbolic tensors and their views share it), so space is reused as soon as the
+    golden dataflow drops a value; the dependency tracker orders the reuse after the last
+    reader."""
+
+    def __init__(self, heap: Heap, addr: int, n: int):
+        self.heap, self.addr, self.n = heap, addr, n
+
+    def __del__(self) -> None:
+        self.heap.free(self.addr, self.n)
+
+
+class Heap:
+    """First-fit allocation with frees in words ``[base, end)`` of one bank (VMEM tensors).
+    ``high`` is the highest word ever used above ``base`` (the space a plan must reserve)."""
+
+    def __init__(self, bank: int, base: int, end: int, name: str):
+        self.bank, self.base, self.end, self.name = bank, base, end, name
+        self.free_list: list[tuple[int, int]] = [(base, end - base)]   # (addr, n), sorted
+        self.in_use = 0
+        self.high = base
+
+    def alloc(self, n: int) -> Alloc:
+        n = max(1, n)
+        for k, (addr, size) in enumerate(self.free_list):
+            if size >= n:
+                self.free_list[k:k + 1] = [(addr + n, size - n)] if size > n else []
+                break
+        else:
+            raise LayerCompileError(
+                f"the {BANK_NAMES[self.bank]} bank is too small: {self.name} need "
+                f"{self.in_use + n} words at once (fragmented in {self.end - self.base}); fix: "
+                "raise vmem_kib in [hardware] or shrink the model")
+        self.in_use += n
+        self.high = max(self.high, addr + n)
+        return Alloc(self, addr, n)
+
+    def free(self, addr: int, n: int) -> None:
+        self.in_use -= n
+        blocks = sorted(self.free_list + [(addr, n)])
+        merged: list[tuple[int, int]] = []
+        for a, s in blocks:
+            if s == 0:
+                continue
+            if merged and merged[-1][0] + merged[-1][1] >= a:
+                pa, ps = merged[-1]
+                merged[-1] = (pa, max(pa + ps, a + s) - pa)
+            else:
+                merged.append((a, s))
+        self.free_list = merged
+
+    @property
+    def used(self) -> int:
+        return self.high - self.base
 
 
 class Ring:
@@ -208,10 +275,9 @@ class InstrOps:
     """The golden ops backend that emits instructions (see the module docstring)."""
 
     def __init__(self, mc: ModelConfig, p: AccelParams, em: Emitter, consts: ConstStore,
-                 arenas: tuple[Region, Region], fixed: Region, rings: dict[str, Ring]):
+                 heap: Heap, fixed: Region, rings: dict[str, Ring]):
         self.mc, self.p, self.em, self.consts = mc, p, em, consts
-        self.arenas, self.fixed, self.rings = arenas, fixed, rings
-        self.arena = arenas[1]                     # before layer 0: layer 0 uses arena 0
+        self.heap, self.fixed, self.rings = heap, fixed, rings
         self.res = Layout(mc.fold_factor, mc.folded_dim)   # the residual stream's rows
         self.inputs: list[tuple[int, int, Buf]] = []       # host rows lo..hi -> Buf
         self.elut_key: Any = None
@@ -220,9 +286,13 @@ class InstrOps:
     # ------------------------------------------------------------------ plumbing
     def new_buf(self, rows: int, layout: Layout, dtype: str, region: Region | None = None,
                 name: str = "") -> Buf:
+        """A VMEM tensor: from the heap (freed with its last reference), or ``region``."""
         words = layout.words(self.p.cols)
-        addr = (region or self.arena).alloc(max(1, rows) * words)
-        return Buf(addr, rows, layout, words, dtype, self.p.cols, name=name)
+        if region is not None:
+            return Buf(region.alloc(max(1, rows) * words), rows, layout, words, dtype,
+                       self.p.cols, name=name)
+        block = self.heap.alloc(max(1, rows) * words)
+        return Buf(block.addr, rows, layout, words, dtype, self.p.cols, name=name, alloc=block)
 
     @staticmethod
     def asarray(a: Any) -> Sym:
@@ -245,8 +315,6 @@ class InstrOps:
 
     def begin_layer(self, layer: int) -> None:
         self.layer = layer
-        self.arena = self.arenas[layer % 2]
-        self.arena.reset()
 
     def cat(self, parts: list[Sym], axis: int = 0) -> Sym:
         if axis == 1:
@@ -291,21 +359,24 @@ class InstrOps:
 
     def _table(self, table: int, key: Any, entries: np.ndarray) -> None:
         """Load a lookup table into the vector unit (once while it stays loaded); its VMEM
-        source is a resident table, or streamed into the layer's arena."""
+        source is a resident table, or streamed into the heap."""
         if table == 0 and self.elut_key == key:
             return
         C = self.p.cols
         ckey = ("table", key)
         make = lambda: host.vmem_bytes(host.table_words(entries, C))  # noqa: E731
+        block = None
         if self.consts.resident[VMEM]:
             src = self.consts.get(self.em, ckey, VMEM, make)
         else:
             if ckey not in self.consts.data:
                 self.consts.data[ckey] = make()
             n = len(self.consts.data[ckey])
-            src = self.arena.alloc(n)
+            block = self.heap.alloc(n)             # freed once the VLUT is emitted
+            src = block.addr
             self.em.load(VMEM, src, n, ("const", ckey))
         self.em.emit(isa.Instr("VLUT", {"table": table, "src": src}))
+        del block
         if table == 0:
             self.elut_key = key
 
@@ -337,7 +408,8 @@ class InstrOps:
     def _vsum(self, x: Buf, param: int, out: int, dtype: str, dst: int | None = None) -> Buf:
         words = x.row_words
         if out == VSUM_OUT["ACC32"]:
-            buf = replace(x, addr=dst, rows=1, rstride=words, vector=True, dtype="i32")
+            buf = replace(x, addr=dst, rows=1, rstride=words, vector=True, dtype="i32",
+                          alloc=None)
         else:
             buf = replace(self.new_buf(1, x.layout, dtype), vector=True)
         self.em.emit(isa.Instr("VSUM", {"src": x.addr, "stride": x.rstride, "rows": x.rows,
@@ -593,4 +665,4 @@ class InstrOps:
         return v_tile
 
 
-__all__ = ["ConstStore", "Emitter", "InstrOps", "Region", "Ring"]
+__all__ = ["Alloc", "ConstStore", "Emitter", "Heap", "InstrOps", "Region", "Ring"]

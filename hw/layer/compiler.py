@@ -34,7 +34,7 @@ import numpy as np
 from hw import isa
 from hw.hostio import words_to_beats
 from hw.layer import host
-from hw.layer.backend import ConstStore, Emitter, InstrOps, Region, Ring
+from hw.layer.backend import ConstStore, Emitter, Heap, InstrOps, Region, Ring
 from hw.layer.symbols import Buf, Input, LayerCompileError, Layout
 from hw.program import Program
 from hw.uarch import ACC, ACT, MAX_BANK_WORDS, PMEM, VMEM, WGT, as_params
@@ -107,13 +107,14 @@ class StreamCompiler:
         self._plan()
 
     # ------------------------------------------------------------------ bank plan
-    def _regions(self, resident: dict[int, bool], sizes: dict[int, int]) -> None:
+    def _regions(self, resident: dict[int, bool], sizes: dict[int, int],
+                 measure: bool = False) -> None:
         """Resident regions of ``sizes`` words at the bottom of each bank, rings above; VMEM:
-        resident tables, the rings, the input rows, then two layer arenas."""
+        resident tables, the rings, the input rows, then the heap of the step's tensors."""
         p, mc = self.p, self.mc
         R = p.rows
         self.regions = {b: Region(b, 0, sizes.get(b, 0) if resident[b] else 0, "resident "
-                                  "constants") for b in (WGT, ACC, PMEM, VMEM)}
+                                  "constants", measure) for b in (WGT, ACC, PMEM, VMEM)}
         acc_base = self.regions[ACC].end
         self.rings = {
             "act": Ring(ACT, 0, p.act_depth, "the A operand tiles of one GEMM"),
@@ -147,17 +148,15 @@ class StreamCompiler:
         self.state_words = fixed.top - fixed.base
         self.input_words = (mc.segment_length + mc.right_context) * res.words(C)
         free = p.vmem_depth - fixed.top - self.input_words
-        if free < 2:
+        if free < 2 and not measure:
             raise LayerCompileError(
                 f"the VMEM bank is too small: the streaming state needs {self.state_words} "
                 f"words and the input rows {self.input_words}, it has "
                 f"{p.vmem_depth - fixed.base} after the tables; fix: raise vmem_kib")
         self.fixed = fixed
         self.ring_bufs = rings
-        half = (p.vmem_depth - fixed.top - self.input_words) // 2
-        a0 = fixed.top + self.input_words
-        self.arenas = (Region(VMEM, a0, a0 + half, "one layer's tensors"),
-                       Region(VMEM, a0 + half, a0 + 2 * half, "one layer's tensors"))
+        self.heap_base = fixed.top + self.input_words
+        self.heap_high = self.heap_base
         self.resident = resident
         self.consts = ConstStore(resident, self.regions,
                                  {WGT: self.rings["wgt"], ACC: self.rings["acc_const"],
@@ -176,10 +175,10 @@ class StreamCompiler:
                                                         "pmem_depth", "vmem_depth"), top))
         real = self.p
         self.p = probe
-        self._regions(dict.fromkeys(depth, True), big)
+        self._regions(dict.fromkeys(depth, True), big, measure=True)
         self._compile(0)
         used = {b: self.consts.words(b) for b in depth}
-        arena = max(a.used for a in self.arenas)
+        heap = self.heap_high - self.heap_base
         wgt_ring = self.rings["wgt"].biggest
         self.p = real
         self._steps.clear()
@@ -188,10 +187,9 @@ class StreamCompiler:
             WGT: used[WGT] + 2 * wgt_ring <= depth[WGT],
             ACC: used[ACC] + ACC_SLOTS * p.rows + ACC_CONST_WORDS <= depth[ACC],
             PMEM: used[PMEM] + 2 * self.rings["pmem"].biggest <= depth[PMEM],
-            VMEM: used[VMEM] + state + 2 * arena <= depth[VMEM],
+            VMEM: used[VMEM] + state + heap <= depth[VMEM],
         }
         self._regions(fits, used)
-        self.arena_needed = arena
         self._steps[ring_state(self.mc, 0)] = self._compile(0)   # places every constant
         self.consts.frozen = True
 
@@ -212,18 +210,19 @@ class StreamCompiler:
     def _compile(self, segment: int) -> StepProgram:
         mc, p = self.mc, self.p
         em = Emitter(p)
-        ops = InstrOps(mc, p, em, self.consts, self.arenas, self.fixed,
+        heap = Heap(VMEM, self.heap_base, p.vmem_depth, "the step's tensors")
+        input_region = Region(VMEM, self.fixed.top, self.heap_base, "the input rows")
+        ops = InstrOps(mc, p, em, self.consts, heap, input_region,
                        {"act": self.rings["act"], "wgt": self.rings["wgt"],
                         "acc": self.rings["acc"], "acc_const": self.rings["acc_const"]})
-        input_region = Region(VMEM, self.fixed.top, self.fixed.top + self.input_words,
-                              "the input rows")
-        ops.fixed = input_region
         gold = GoldenEncoder(self.qm, ops)
         chunk = Input(mc.segment_length + mc.right_context, mc.d_model)
         out, _, _ = gold.infer(chunk, self.state(segment))
         if not out.contiguous:
             raise LayerCompileError("output rows are not contiguous")
         em.store(VMEM, out.addr, out.rows * out.row_words, "out")
+        self.heap_high = max(self.heap_high, heap.high)
+        out.alloc = None
         return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment))
 
     def preload(self) -> StepProgram:
@@ -235,7 +234,7 @@ class StreamCompiler:
         if self.resident[VMEM]:
             src = self.consts.placed[RSQRT_KEY][1]
         else:
-            src = self.arenas[0].base
+            src = self.heap_base
             words = _rsqrt_words(self.p.cols)()
             self.consts.data[RSQRT_KEY] = words
             em.load(VMEM, src, len(words), ("const", RSQRT_KEY))

@@ -86,6 +86,7 @@ class Buf(Sym):
     cols_hw: int
     vector: bool = False          # a 1-D tensor (one row)
     name: str = ""
+    alloc: Any = field(default=None, repr=False)   # the VMEM block (shared by views)
 
     @property
     def shape(self) -> tuple[int, ...]:
