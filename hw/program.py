@@ -51,6 +51,17 @@ class Program:
     def n_out_beats(self) -> int:
         return sum(o.count * self.params.beats(o.bank) for o in self.outputs)
 
+    def out_beats(self, tag: str) -> tuple[int, int]:
+        """The beats ``[lo, hi)`` of the data-out stream that the (single) STORE ``tag``
+        produces."""
+        pos = 0
+        for o in self.outputs:
+            n = o.count * self.params.beats(o.bank)
+            if o.tag == tag:
+                return pos, pos + n
+            pos += n
+        raise KeyError(tag)
+
     def unpack(self, dout: np.ndarray) -> dict[str, np.ndarray]:
         """The data-out stream -> ``tag -> (count, word_bytes)`` uint8 words (a tag stored
         several times gets its words concatenated in program order)."""

@@ -282,6 +282,8 @@ class InstrOps:
         self.inputs: list[tuple[int, int, Buf]] = []       # host rows lo..hi -> Buf
         self.elut_key: Any = None
         self.layer = -1
+        #: called with the layer index when a layer begins (the compiler's state spilling)
+        self.layer_hook: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def new_buf(self, rows: int, layout: Layout, dtype: str, region: Region | None = None,
@@ -315,6 +317,8 @@ class InstrOps:
 
     def begin_layer(self, layer: int) -> None:
         self.layer = layer
+        if self.layer_hook is not None:
+            self.layer_hook(layer)
 
     def cat(self, parts: list[Sym], axis: int = 0) -> Sym:
         if axis == 1:
@@ -332,6 +336,8 @@ class InstrOps:
         pos = 0
         for q in parts:
             n = q.shape[0]
+            if n == 0:
+                continue
             hi = q.lo + n
             self.em.load(VMEM, buf.addr + pos * buf.rstride, n * buf.rstride, ("input", q.lo, hi))
             self.inputs.append((q.lo, hi, buf.rows_slice(pos, pos + n)))

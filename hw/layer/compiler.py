@@ -108,17 +108,26 @@ class StreamCompiler:
 
     # ------------------------------------------------------------------ bank plan
     def _regions(self, resident: dict[int, bool], sizes: dict[int, int],
-                 measure: bool = False) -> None:
-        """Resident regions of ``sizes`` words at the bottom of each bank, rings above; VMEM:
-        resident tables, the rings, the input rows, then the heap of the step's tensors."""
+                 measure: bool = False, spill: bool = False,
+                 ring_words: dict[str, int] | None = None) -> None:
+        """Resident regions of ``sizes`` words at the bottom of each bank, rings above (each
+        ``ring_words`` long when given: twice the largest block it held in the plan); VMEM:
+        resident tables, the rings (or, with ``spill``, two windows that hold one layer's
+        rings each, alternately), the input rows, then the heap of the step's tensors."""
         p, mc = self.p, self.mc
         R = p.rows
+        ring_words = ring_words or {}
         self.regions = {b: Region(b, 0, sizes.get(b, 0) if resident[b] else 0, "resident "
                                   "constants", measure) for b in (WGT, ACC, PMEM, VMEM)}
         acc_base = self.regions[ACC].end
+        wgt_base = self.regions[WGT].end
+
+        def end(base: int, depth: int, name: str) -> int:
+            return min(depth, base + ring_words[name]) if name in ring_words else depth
+
         self.rings = {
-            "act": Ring(ACT, 0, p.act_depth, "the A operand tiles of one GEMM"),
-            "wgt": Ring(WGT, self.regions[WGT].end, p.wgt_depth, "one B operand tile"),
+            "act": Ring(ACT, 0, end(0, p.act_depth, "act"), "the A operand tiles of one GEMM"),
+            "wgt": Ring(WGT, wgt_base, end(wgt_base, p.wgt_depth, "wgt"), "one B operand tile"),
             "acc": Ring(ACC, acc_base, acc_base + ACC_SLOTS * R, "the accumulator tiles"),
             "acc_const": Ring(ACC, acc_base + ACC_SLOTS * R, p.acc_depth,
                               "one GEMM's bias and parameter words"),
@@ -141,10 +150,23 @@ class StreamCompiler:
             w = lay.words(C)
             return Buf(fixed.alloc(rows * w), rows, lay, w, "i8", C)
 
-        for _ in range(self.layers):
+        windows = []
+        for layer in range(self.layers):
+            if spill and layer >= 2:                  # layer l uses window l % 2
+                w = windows[layer % 2]
+                rings.memory.append(w[0])
+                rings.key.append(w[1])
+                rings.value.append(w[2])
+                continue
+            start = fixed.top
             rings.memory.append(ring(mc.max_memory, res))
             rings.key.append(ring(cap, kv))
             rings.value.append(ring(cap, kv))
+            windows.append((rings.memory[-1], rings.key[-1], rings.value[-1], start,
+                            fixed.top - start))
+        self.spill = spill
+        self.windows = windows
+        self.layer_state_words = windows[0][4]
         self.state_words = fixed.top - fixed.base
         self.input_words = (mc.segment_length + mc.right_context) * res.words(C)
         free = p.vmem_depth - fixed.top - self.input_words
@@ -179,17 +201,29 @@ class StreamCompiler:
         self._compile(0)
         used = {b: self.consts.words(b) for b in depth}
         heap = self.heap_high - self.heap_base
-        wgt_ring = self.rings["wgt"].biggest
+        biggest = {name: self.rings[name].biggest for name in ("act", "wgt")}
         self.p = real
         self._steps.clear()
         state = self.state_words + self.input_words
+        # a step's working set must fit; the state spills to the host when it does not
+        spill = heap + state > depth[VMEM]
+        if spill:
+            state = 2 * self.layer_state_words + self.input_words
+        if heap + state > depth[VMEM]:
+            how = " (spilled: two layers at a time)" if spill else ""
+            raise LayerCompileError(
+                f"the VMEM bank is too small: one step needs {heap} words of tensors, "
+                f"{state - self.input_words} of streaming state{how} and {self.input_words} "
+                f"of input rows, it has {depth[VMEM]}; fix: raise vmem_kib in [hardware]")
         fits = {
-            WGT: used[WGT] + 2 * wgt_ring <= depth[WGT],
+            WGT: used[WGT] + 2 * biggest["wgt"] <= depth[WGT],
             ACC: used[ACC] + ACC_SLOTS * p.rows + ACC_CONST_WORDS <= depth[ACC],
             PMEM: used[PMEM] + 2 * self.rings["pmem"].biggest <= depth[PMEM],
             VMEM: used[VMEM] + state + heap <= depth[VMEM],
         }
-        self._regions(fits, used)
+        self._regions(fits, used, spill=spill,
+                      ring_words={"act": 2 * biggest["act"], **(
+                          {"wgt": 2 * biggest["wgt"]} if fits[WGT] else {})})
         self._steps[ring_state(self.mc, 0)] = self._compile(0)   # places every constant
         self.consts.frozen = True
 
@@ -215,15 +249,30 @@ class StreamCompiler:
         ops = InstrOps(mc, p, em, self.consts, heap, input_region,
                        {"act": self.rings["act"], "wgt": self.rings["wgt"],
                         "acc": self.rings["acc"], "acc_const": self.rings["acc_const"]})
+        if self.spill:
+            ops.layer_hook = lambda layer: self._spill(em, layer, segment)
         gold = GoldenEncoder(self.qm, ops)
         chunk = Input(mc.segment_length + mc.right_context, mc.d_model)
         out, _, _ = gold.infer(chunk, self.state(segment))
         if not out.contiguous:
             raise LayerCompileError("output rows are not contiguous")
+        if self.spill:
+            self._spill(em, self.layers, segment)
         em.store(VMEM, out.addr, out.rows * out.row_words, "out")
         self.heap_high = max(self.heap_high, heap.high)
         out.alloc = None
         return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment))
+
+    def _spill(self, em: Emitter, layer: int, segment: int) -> None:
+        """Spilled state: before layer ``layer`` (or after the last one), STORE the previous
+        layer's window to the host and LOAD this layer's state into its window (its rings
+        are empty at segment 0)."""
+        if layer > 0:
+            *_, base, n = self.windows[(layer - 1) % 2]
+            em.store(VMEM, base, n, f"spill.L{layer - 1}")
+        if layer < self.layers and segment > 0:
+            *_, base, n = self.windows[layer % 2]
+            em.load(VMEM, base, n, ("spill", layer))
 
     def preload(self) -> StepProgram:
         """The program run once before the first segment: the resident constants, then the
@@ -242,8 +291,11 @@ class StreamCompiler:
         return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
 
     def readback(self) -> StepProgram:
-        """STOREs of every ring (memory, then key and value, per layer)."""
+        """STOREs of every ring (memory, then key and value, per layer). With spilled state
+        the rings are on the host already: no STOREs (use :meth:`spilled_rings`)."""
         em = Emitter(self.p)
+        if self.spill:
+            return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
         r = self.ring_bufs
         for i in range(self.layers):
             for tag, buf in (("memory", r.memory[i]), ("key", r.key[i]), ("value", r.value[i])):
@@ -252,9 +304,11 @@ class StreamCompiler:
         return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
 
     # ------------------------------------------------------------------ host data
-    def din(self, step: StepProgram, chunk: np.ndarray | None = None) -> np.ndarray:
-        """The data-in stream of ``step``: the segment's rows (``chunk``, int16 ``(L+R, D)``)
-        and the constants, in the order of its LOADs."""
+    def din(self, step: StepProgram, chunk: np.ndarray | None = None,
+            spilled: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """The data-in stream of ``step``: the segment's rows (``chunk``, int16 ``(L+R, D)``),
+        the constants and the spilled state (``spilled``: layer -> the words the previous
+        segment stored, zeros if not given), in the order of its LOADs."""
         p, C = self.p, self.p.cols
         res = Layout(self.mc.fold_factor, self.mc.folded_dim)
         pieces = []
@@ -264,6 +318,10 @@ class StreamCompiler:
                     raise LayerCompileError("the step loads input rows: pass the chunk")
                 _, lo, hi = source
                 words = host.vmem_bytes(host.rows_to_lanes(np.asarray(chunk)[lo:hi], res, C))
+            elif source[0] == "spill":
+                words = (spilled or {}).get(source[1])
+                if words is None:
+                    words = np.zeros((count, p.word_bytes(bank)), np.uint8)
             else:
                 words = self.consts.data[source[1]]
             if len(words) != count or words.shape[1] != p.word_bytes(bank):
@@ -274,24 +332,53 @@ class StreamCompiler:
             return np.zeros((0, p.host_bytes), np.uint8)
         return np.concatenate(pieces)
 
+    def spill_feed(self, step: StepProgram, previous: StepProgram) -> list[tuple[int, int, int]]:
+        """Where the spilled state goes in ``step``'s data-in stream: ``(beat, lo, hi)`` =
+        beats ``lo..hi`` of ``previous``'s data-out stream (its spill STOREs) at ``beat``.
+        The host copies them over; it computes nothing."""
+        p, out, pos = self.p, [], 0
+        for source, bank, count in step.sources:
+            n = count * p.beats(bank)
+            if source[0] == "spill":
+                lo, hi = previous.program.out_beats(f"spill.L{source[1]}")
+                out.append((pos, lo, hi))
+            pos += n
+        return out
+
     def output_rows(self, step: StepProgram, dout: np.ndarray) -> np.ndarray:
         """The last layer's int16 output rows ``(L, D)`` of a step's data-out stream."""
         words = step.program.unpack(dout)["out"]
         lanes = np.ascontiguousarray(words).view("<i2").astype(np.int64)
         return host.lanes_to_rows(lanes, step.out.layout, self.p.cols)
 
-    def rings_of(self, readback: StepProgram, dout: np.ndarray) -> dict[str, np.ndarray]:
-        """``L{i}.memory/key/value`` -> the ring's rows (int8 values, golden layout)."""
-        got = readback.program.unpack(dout)
+    def rings_of(self, program: StepProgram, dout: np.ndarray) -> dict[str, np.ndarray]:
+        """``L{i}.memory/key/value`` -> the ring's rows (int8 values, golden layout), from
+        the readback program's output, or, with spilled state, from the last step's."""
+        got = program.program.unpack(dout)
         r = self.ring_bufs
         out = {}
         for i in range(self.layers):
+            if self.spill:
+                *_, base, n = self.windows[i % 2]
+                words = got.get(f"spill.L{i}")
             for tag, buf in (("memory", r.memory[i]), ("key", r.key[i]), ("value", r.value[i])):
                 name = f"L{i}.{tag}"
-                if name in got:
-                    lanes = np.ascontiguousarray(got[name]).view("<i2").astype(np.int64)
-                    out[name] = host.lanes_to_rows(lanes, buf.layout, self.p.cols)
+                if self.spill:
+                    if words is None or not buf.rows:
+                        continue
+                    part = words[buf.addr - base:buf.addr - base + buf.rows * buf.row_words]
+                elif name in got:
+                    part = got[name]
+                else:
+                    continue
+                lanes = np.ascontiguousarray(part).view("<i2").astype(np.int64)
+                out[name] = host.lanes_to_rows(lanes, buf.layout, self.p.cols)
         return out
+
+    def spill_words(self, step: StepProgram, dout: np.ndarray) -> dict[int, np.ndarray]:
+        """The state a step spilled, per layer (the next step's ``din(spilled=...)``)."""
+        got = step.program.unpack(dout)
+        return {i: got[f"spill.L{i}"] for i in range(self.layers) if f"spill.L{i}" in got}
 
 
 def _rsqrt_words(cols: int):

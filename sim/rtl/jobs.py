@@ -98,11 +98,16 @@ def array_to_words(arr: np.ndarray) -> list[int]:
 
 @dataclass
 class Job:
-    """One program and its data-in stream; ``max_cycles`` bounds the simulation."""
+    """One program and its data-in stream; ``max_cycles`` bounds the simulation.
+
+    ``feed``: ``(beat, job, lo, hi)`` -- before this job runs, beats ``lo..hi`` of an earlier
+    job's data-out stream are copied into ``din`` at ``beat`` (the host memory holding spilled
+    state between segments; no arithmetic)."""
 
     words: list[int]
     din: np.ndarray
     max_cycles: int
+    feed: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
@@ -123,6 +128,10 @@ def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
         arrays[f"words{n}"] = words_to_array(job.words)
         arrays[f"din{n}"] = np.asarray(job.din, np.uint8)
         arrays[f"max{n}"] = np.array(job.max_cycles, np.int64)
+        for beat, src, lo, hi in job.feed:
+            if not 0 <= src < n:
+                raise AccelRunError(f"job {n} is fed from job {src}, which does not run before")
+        arrays[f"feed{n}"] = np.array(job.feed, np.int64).reshape(-1, 4)
     np.savez(job_file, n=np.array(len(jobs)), **arrays)
     env = {"FOLDACCEL_CONFIG": Config(hardware=hw).to_toml(), "FOLDACCEL_JOBS": str(job_file),
            "FOLDACCEL_RESULTS": str(result_file)}

@@ -62,6 +62,7 @@ class StreamReport:
     wall_s: float = 0.0
     sim_s: float = 0.0
     weights: str = ""
+    state: str = ""
     resident: dict[str, bool] = field(default_factory=dict)
     sram_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -132,10 +133,16 @@ def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = 
     progs += [(sc.step(s), chunks[s]) for s in range(segments)]
     progs.append((sc.readback(), None))
     jobs, models = [], []
-    for step, chunk in progs:
+    for n, (step, chunk) in enumerate(progs):
         model = program_cycles(step.program.instrs, sc.p)
         models.append(model)
-        jobs.append(Job(step.program.words(), sc.din(step, chunk), 4 * model["total"] + 5000))
+        feed = []
+        if sc.spill and 1 < n <= segments:          # the state the previous segment spilled
+            feed = [(beat, n - 1, lo, hi) for beat, lo, hi in
+                    sc.spill_feed(step, progs[n - 1][0])]
+        jobs.append(Job(step.program.words(), sc.din(step, chunk), 4 * model["total"] + 5000,
+                        feed))
+    _check_host_model(cfg, progs, jobs)
     records, result = run_jobs(cfg.hardware, jobs, waves=waves)
     report = StreamReport(segments, layers,
                           [r.counters["total"] for r in records[1:-1]],
@@ -153,7 +160,8 @@ def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = 
     for s in range(segments):
         got = sc.output_rows(progs[1 + s][0], records[1 + s].dout)
         _compare(report, want_outs[s], got, s, layers - 1, "output", seed)
-    rings = sc.rings_of(progs[-1][0], records[-1].dout)
+    last = (progs[-2][0], records[-2].dout) if sc.spill else (progs[-1][0], records[-1].dout)
+    rings = sc.rings_of(*last)
     for i, st in enumerate(want_state.layers):
         for tag, buf, count in (("memory", st.memory, st.mem_count),
                                 ("key", st.lc_key, st.lc_count),
@@ -166,10 +174,27 @@ def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = 
     if isa_sim:
         report.isa_mismatches = _isa_check(sc, progs, records)
     report.weights = "resident" if sc.resident[WGT] else "streamed"
+    report.state = "spilled" if sc.spill else "on chip"
     report.resident = {BANK_NAMES[b].lower(): v for b, v in sc.resident.items()}
     report.sram_bytes = sram_peak([step.program for step, _ in progs], sc.p)
     report.wall_s = time.monotonic() - t0
     return report
+
+
+def _check_host_model(cfg: Config, progs, jobs) -> None:
+    """Every program fits the simulation host model's memories (or a clear error)."""
+    from sim.rtl.designs import harness_depths
+
+    depths = harness_depths(cfg.hardware)
+    for (step, _), job in zip(progs, jobs, strict=True):
+        for what, need, have in (("instructions", len(job.words), depths["imem_depth"]),
+                                 ("data-in beats", len(job.din), depths["dmem_depth"]),
+                                 ("data-out beats", step.program.n_out_beats,
+                                  depths["omem_depth"])):
+            if need > have:
+                raise ValueError(f"a step program needs {need} {what}; the simulation host "
+                                 f"model holds {have}; fix: fewer layers (--layers) or a "
+                                 "smaller model")
 
 
 def sram_peak(programs, p) -> dict[str, int]:
@@ -184,10 +209,13 @@ def _isa_check(sc: StreamCompiler, progs, records) -> list[str]:
     """The ISA simulator runs the same programs (state carried along): streams must match."""
     from sim.isa_sim import simulate
 
-    out, machine = [], None
+    out, machine, spilled = [], None, None
     for (step, chunk), rec in zip(progs, records, strict=True):
-        res = simulate(step.program.instrs, sc.p, sc.din(step, chunk), machine=machine)
+        res = simulate(step.program.instrs, sc.p, sc.din(step, chunk, spilled),
+                       machine=machine)
         machine = res.machine
+        if sc.spill and step.out is not None:
+            spilled = sc.spill_words(step, res.dout)
         if res.dout.shape != rec.dout.shape or not np.array_equal(res.dout, rec.dout):
             out.append(f"output stream of program {len(out)} differs from the ISA simulator's")
     return out
@@ -202,7 +230,8 @@ def report_dict(r: StreamReport) -> dict[str, Any]:
             "preload_cycles": r.preload_cycles, "mismatches": r.mismatches,
             "compared": r.compared, "first_mismatch": str(r.first) if r.first else None,
             "counter_mismatches": r.counter_mismatches, "isa_mismatches": r.isa_mismatches,
-            "weights": r.weights, "resident": r.resident, "sram_bytes": r.sram_bytes,
+            "weights": r.weights, "state": r.state, "resident": r.resident,
+            "sram_bytes": r.sram_bytes,
             "counters": r.counters, "sim_s": round(r.sim_s, 3), "wall_s": round(r.wall_s, 3)}
 
 
