@@ -128,7 +128,7 @@ def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
         arrays[f"words{n}"] = words_to_array(job.words)
         arrays[f"din{n}"] = np.asarray(job.din, np.uint8)
         arrays[f"max{n}"] = np.array(job.max_cycles, np.int64)
-        for beat, src, lo, hi in job.feed:
+        for _, src, _, _ in job.feed:
             if not 0 <= src < n:
                 raise AccelRunError(f"job {n} is fed from job {src}, which does not run before")
         arrays[f"feed{n}"] = np.array(job.feed, np.int64).reshape(-1, 4)
