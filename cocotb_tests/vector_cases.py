@@ -426,6 +426,8 @@ def random_program(p: AccelParams, rng: np.random.Generator, n_ops: int) -> Prog
             kind[dst] = "i8"
         elif op == "MCOPY":
             stride = int(rng.integers(1, 3))
+            if stride > 1:                      # a partial copy: dst keeps its other words
+                dst = region((kind[src],))
             b.emit(isa.Instr("MCOPY", {"src": addr(src), "dst": addr(dst),
                                        "count": words // stride, "bank": 0,
                                        "stride": stride}))

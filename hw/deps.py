@@ -36,14 +36,28 @@ _PLACE_NAMES = (*BANK_NAMES, *(f"port {name}" for name in SHARED_PORTS))
 
 def regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
     """(reads, writes) of ``ins`` as SRAM word ranges (the opcode table's ``regions`` rule)."""
-    return ins.spec.need("regions")(ins.args, p)
+    spec = ins.spec
+    return (spec.regions or spec.need("regions"))(ins.args, p)
 
 
 def hazard_regions(ins: Instr, p: AccelParams) -> tuple[list[Region], list[Region]]:
     """:func:`regions` plus a pseudo-bank write for each shared port ``ins`` uses."""
     reads, writes = regions(ins, p)
-    ports = [(PORT_BANK[name], 0, 1) for name in ins.spec.need("ports")(ins.args, p)]
-    return reads, writes + ports
+    spec = ins.spec
+    ports = (spec.ports or spec.need("ports"))(ins.args, p)
+    if not ports:
+        return reads, writes
+    return reads, writes + [(PORT_BANK[name], 0, 1) for name in ports]
+
+
+def _describe(where: tuple | None) -> str:
+    """What an instruction touches where it must wait (for error messages)."""
+    if where is None:
+        return ""
+    bank, lo, hi, raw = where
+    if bank >= len(BANKS):
+        return f"uses {_PLACE_NAMES[bank]}"
+    return f"{'reads' if raw else 'writes'} {BANK_NAMES[bank]}[{lo}:{hi}]"
 
 
 class DepTracker:
@@ -52,11 +66,11 @@ class DepTracker:
     def __init__(self, p: AccelParams):
         self.p = p
         nu = len(UNITS)
-        # last writer / reader per word and unit (per-unit instruction index, -1 = none),
-        # shape (depth, units) so one slice max covers all units
-        depths = [p.depth(b) for b in BANKS] + [1] * len(SHARED_PORTS)
-        self.last_w = [np.full((d, nu), -1, np.int64) for d in depths]
-        self.last_r = [np.full((d, nu), -1, np.int64) for d in depths]
+        # last writer ([:, 0]) and reader ([:, 1]) per word and unit (per-unit instruction
+        # index, -1 = none), shape (depth, 2, units) so one slice max covers all units
+        self.last = [np.full((p.depth(b), 2, nu), -1, np.int64) for b in BANKS]
+        # shared ports (pseudo banks, only ever "written"): last user per unit
+        self.port_last = {PORT_BANK[name]: [-1] * nu for name in SHARED_PORTS}
         self.count = [0] * nu                 # instructions per unit so far
         self.after: list[list[list[int]]] = [[] for _ in range(nu)]  # per unit, per instr
         self.instrs: list[list[Instr]] = [[] for _ in range(nu)]
@@ -70,7 +84,8 @@ class DepTracker:
         if ins.unit is None:
             return self._record_control(ins)
         u = ins.unit
-        need, _ = self._needs(ins)
+        touched = hazard_regions(ins, self.p)
+        need, _ = self._needs(ins, touched)
         deps = list(ins.deps)
         after = self._after_vector(u, deps)
         for v in range(len(UNITS)):
@@ -79,7 +94,7 @@ class DepTracker:
             deps[v] = min(self.count[v] - need[v], DEP_MAX)
             after = self._after_vector(u, deps)
         out = ins.with_deps(tuple(deps)) if tuple(deps) != ins.deps else ins
-        self._record(out, after)
+        self._record(out, after, touched)
         return out
 
     def check(self, ins: Instr, pc: int) -> None:
@@ -89,15 +104,21 @@ class DepTracker:
             return
         u = ins.unit
         after = self._after_vector(u, list(ins.deps))
-        need, why = self._needs(ins)
+        touched = hazard_regions(ins, self.p)
+        need, why = self._needs(ins, touched)
         for v in range(len(UNITS)):
             if need[v] >= 0 and after[v] < need[v]:
                 other = self.instrs[v][need[v]]
                 raise IsaError(
-                    f"instruction #{pc} {ins} {why[v]} and races with {UNITS[v]} instruction "
+                    f"instruction #{pc} {ins} {_describe(why[v])} and races with "
+                    f"{UNITS[v]} instruction "
                     f"{other}; fix: give it a {UNITS[v]} dependency of distance "
                     f"<= {self.count[v] - need[v]}")
-        self._record(ins, after)
+        self._record(ins, after, touched)
+
+    def footprint(self) -> dict[int, int]:
+        """Per bank, the number of words the recorded instructions read or write."""
+        return {b: int(np.count_nonzero((self.last[b] >= 0).any(axis=(1, 2)))) for b in BANKS}
 
     # ------------------------------------------------------------------ internals
     def _record_control(self, ins: Instr) -> Instr:
@@ -108,14 +129,19 @@ class DepTracker:
 
     def _after_vector(self, u: int, deps: list[int]) -> list[int]:
         """Per unit: highest instruction index surely complete when this one starts."""
-        vec = list(self.fence)
+        fence = self.fence
         if self.count[u]:
-            vec = [max(x, y) for x, y in zip(vec, self.after[u][-1], strict=True)]
+            vec = [x if x > y else y for x, y in zip(fence, self.after[u][-1], strict=True)]
+        else:
+            vec = list(fence)
         for v, d in enumerate(deps):
+            if not d:
+                continue
             idx = self.count[v] - d
-            if d and idx >= 0:
-                vec = [max(x, y) for x, y in zip(vec, self.after[v][idx], strict=True)]
-                vec[v] = max(vec[v], idx)
+            if idx >= 0:
+                vec = [x if x > y else y for x, y in zip(vec, self.after[v][idx], strict=True)]
+                if idx > vec[v]:
+                    vec[v] = idx
         return vec
 
     def _same_unit_ok(self, ins: Instr, other: Instr) -> bool:
@@ -123,43 +149,55 @@ class DepTracker:
         ``ordered_raw`` rule; module docstring)."""
         return bool(ins.spec.need("ordered_raw")(ins, other))
 
-    def _needs(self, ins: Instr) -> tuple[list[int], list[str]]:
+    def _needs(self, ins: Instr, touched: tuple[list[Region], list[Region]]
+               ) -> tuple[list[int], list[tuple | None]]:
         """Per unit: highest earlier instruction index this one must wait for (-1 = none),
-        and what it touches there."""
+        and what it touches there (``touched``: its :func:`hazard_regions`)."""
         u = ins.unit
-        reads, writes = hazard_regions(ins, self.p)
+        reads, writes = touched
         need = [-1] * len(UNITS)
-        why = [""] * len(UNITS)
-        checks = [(r, True, self.last_w) for r in reads]
-        checks += [(w, False, t) for w in writes for t in (self.last_w, self.last_r)]
-        for (bank, lo, hi), raw, table in checks:
-            if hi <= lo:
-                continue
-            block = table[bank][lo:hi]
-            tops = block.max(axis=0).tolist()
-            for v, top in enumerate(tops):
-                if top < 0:
+        why: list[tuple | None] = [None] * len(UNITS)
+        n_banks = len(BANKS)
+        reduce = np.maximum.reduce
+        # a read waits for writers, a write for writers and readers
+        for regs, raw in ((reads, True), (writes, False)):
+            for region in regs:
+                bank, lo, hi = region[0], region[1], region[2]
+                if hi <= lo:
                     continue
-                # same unit: only read-after-write can be unordered by the pipeline; if the
-                # latest writer is ordered, the unit's earlier writers are too
-                if v == u and (not raw or self._same_unit_ok(ins, self.instrs[u][top])):
-                    continue
-                if top > need[v]:
+                if bank >= n_banks:
+                    tops = self.port_last[bank]
+                else:
+                    block = self.last[bank][lo:hi:region[3]] if len(region) > 3 else \
+                        self.last[bank][lo:hi]
+                    tops = (reduce(block[:, 0], axis=0) if raw else
+                            reduce(block, axis=(0, 1))).tolist()
+                for v, top in enumerate(tops):
+                    if top <= need[v]:
+                        continue
+                    # same unit: only read-after-write can be unordered by the pipeline; if the
+                    # latest writer is ordered, the unit's earlier writers are too
+                    if v == u and (not raw or self._same_unit_ok(ins, self.instrs[u][top])):
+                        continue
                     need[v] = top
-                    why[v] = (f"uses {_PLACE_NAMES[bank]}" if bank >= len(BANKS) else
-                              f"{'reads' if raw else 'writes'} {BANK_NAMES[bank]}[{lo}:{hi}]")
+                    why[v] = (bank, lo, hi, raw)
         return need, why
 
-    def _record(self, ins: Instr, after: list[int]) -> None:
+    def _record(self, ins: Instr, after: list[int],
+                touched: tuple[list[Region], list[Region]]) -> None:
         u = ins.unit
         idx = self.count[u]
         self.after[u].append(after)
         self.instrs[u].append(ins)
-        reads, writes = hazard_regions(ins, self.p)
-        for bank, lo, hi in reads:
-            self.last_r[bank][lo:hi, u] = idx
-        for bank, lo, hi in writes:
-            self.last_w[bank][lo:hi, u] = idx
+        reads, writes = touched
+        n_banks = len(BANKS)
+        for which, regs in ((1, reads), (0, writes)):
+            for region in regs:
+                bank, lo, hi = region[:3]
+                if bank >= n_banks:
+                    self.port_last[bank][u] = idx
+                    continue
+                self.last[bank][lo:hi:region[3] if len(region) > 3 else 1, which, u] = idx
         self.count[u] += 1
         self.pc += 1
 

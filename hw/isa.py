@@ -82,9 +82,28 @@ def op_spec(op: str) -> OpSpec:
         raise IsaError(str(e)) from None
 
 
+_DERIVED: dict[int, tuple] = {}
+
+
+def _derived(spec: OpSpec) -> tuple:
+    """``(fields, their names, 1 << bits per field, unit index)`` of an opcode table entry
+    (computed once per entry, for validating instructions quickly)."""
+    hit = _DERIVED.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        unit = None if spec.unit is None else UNITS.index(spec.unit)
+        hit = (spec, (spec.fields, frozenset(n for n, _ in spec.fields),
+                      tuple(1 << b for _, b in spec.fields), unit))
+        _DERIVED[id(spec)] = hit
+    return hit[1]
+
 class Fields(dict):
     """An instruction's payload fields: ``f["addr"]`` or ``f.addr`` (the opcode table's rules
-    read fields as attributes, like the RTL's ``amaranth.lib.data`` views)."""
+    read fields as attributes, like the RTL's ``amaranth.lib.data`` views). The instance's
+    attribute dictionary is the mapping itself, so ``f.addr`` is a plain lookup."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__ = self
 
     def __getattr__(self, name: str) -> int:
         try:
@@ -122,24 +141,32 @@ class Instr:
     def __post_init__(self) -> None:
         if self.op not in TABLE:
             raise IsaError(f"unknown opcode {self.op!r}; use one of {sorted(TABLE)}")
-        fields = TABLE[self.op].fields
-        names = [n for n, _ in fields]
-        unknown = set(self.args) - set(names)
-        if unknown:
-            raise IsaError(f"{self.op} has no field(s) {sorted(unknown)}; fields: {names}")
-        full = Fields((n, int(self.args.get(n, 0))) for n in names)
+        fields, names, limits, _ = _derived(TABLE[self.op])
+        args = self.args
+        if not names.issuperset(args):
+            unknown = set(args) - names
+            raise IsaError(f"{self.op} has no field(s) {sorted(unknown)}; fields: "
+                           f"{[n for n, _ in fields]}")
+        full = Fields()
+        for n, _ in fields:
+            v = args.get(n, 0)
+            full[n] = v if type(v) is int else int(v)
         object.__setattr__(self, "args", full)
-        deps = tuple(int(d) for d in self.deps)
+        deps = self.deps
+        if type(deps) is not tuple or not all(type(d) is int for d in deps):
+            deps = tuple(int(d) for d in deps)
         if len(deps) != len(UNITS):
             raise IsaError(f"deps must have {len(UNITS)} entries (one per unit {UNITS})")
         object.__setattr__(self, "deps", deps)
-        for name, bits in fields:
-            if not 0 <= full[name] < (1 << bits):
-                raise IsaError(f"{self.op} field '{name}'={full[name]} does not fit "
-                               f"{bits} bits; fix: use 0..{(1 << bits) - 1}")
-        for u, d in enumerate(deps):
-            if not 0 <= d <= DEP_MAX:
-                raise IsaError(f"{self.op} dependency on {UNITS[u]} = {d} is outside 0..{DEP_MAX}")
+        for (name, bits), limit in zip(fields, limits, strict=True):
+            v = full[name]
+            if v < 0 or v >= limit:
+                raise IsaError(f"{self.op} field '{name}'={v} does not fit "
+                               f"{bits} bits; fix: use 0..{limit - 1}")
+        if min(deps) < 0 or max(deps) > DEP_MAX:
+            u = next(k for k, d in enumerate(deps) if not 0 <= d <= DEP_MAX)
+            raise IsaError(f"{self.op} dependency on {UNITS[u]} = {deps[u]} is outside "
+                           f"0..{DEP_MAX}")
 
     def __getitem__(self, name: str) -> int:
         return self.args[name]
@@ -152,6 +179,8 @@ class Instr:
         object.__setattr__(out, "op", self.op)
         object.__setattr__(out, "args", self.args)
         object.__setattr__(out, "deps", tuple(int(d) for d in deps))
+        if "_unit" in self.__dict__:
+            object.__setattr__(out, "_unit", self.__dict__["_unit"])
         return out
 
     @property
@@ -162,8 +191,12 @@ class Instr:
     @property
     def unit(self) -> int | None:
         """Unit index executing this instruction, None for dispatcher-level ops."""
-        name = TABLE[self.op].unit
-        return None if name is None else UNITS.index(name)
+        try:
+            return self.__dict__["_unit"]
+        except KeyError:
+            u = _derived(TABLE[self.op])[3]
+            object.__setattr__(self, "_unit", u)
+            return u
 
     def encode(self) -> int:
         """The 128-bit instruction word."""

@@ -48,6 +48,7 @@ from hw.opspec import (
     nothing,
     past_end,
     pick,
+    strided,
     zero,
 )
 from hw.uarch import ACC, ACT, BANK_KEYS, BANK_NAMES, PMEM, ROWS_PER_ACC_WORD, VMEM, WGT
@@ -212,8 +213,7 @@ def _requant_regions(a, p):
     reads = [(ACC, a.param, a.param + 1), (ACC, a.src, a.src + a.rows)]
     if a.out == REQUANT_OUT["ACC8"]:
         return reads, [(ACC, a.dst, a.dst + _requant_words(a))]
-    return reads, [(VMEM, a.dst + r * a.dstride, a.dst + r * a.dstride + 1)
-                   for r in range(a.rows)]
+    return reads, strided(VMEM, a.dst, a.rows, a.dstride)
 
 
 def _requant_cost(a, p):

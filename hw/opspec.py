@@ -15,7 +15,16 @@ import numpy as np
 from hw.uarch import BANK_KEYS, BANK_NAMES, BANKS, AccelParams
 from hw.vector.formats import ELUT_SIZE, RLUT_SIZE
 
-Region = tuple[int, int, int]  # (bank, first word, end word)
+#: SRAM words an instruction touches: ``(bank, first word, end word)``, or
+#: ``(bank, first, end, step)`` for every ``step``-th word of ``[first, end)``.
+Region = tuple[int, ...]
+
+
+def strided(bank: int, first: Any, count: Any, step: Any) -> list[Region]:
+    """The region of ``count`` words ``first, first + step, ...`` of ``bank``."""
+    if step == 1:
+        return [(bank, first, first + count)]
+    return [(bank, first, first + (count - 1) * step + 1, step)]
 
 
 class OpcodeError(ValueError):
@@ -67,6 +76,18 @@ class Rule:
     message: Callable[[Any, AccelParams], str]
 
 
+_DEPTHS: dict[tuple[int, tuple[int, ...]], tuple[AccelParams, dict[int, int]]] = {}
+
+
+def _depths(p: AccelParams, banks: tuple[int, ...]) -> dict[int, int]:
+    """``{bank: depth}`` of ``p`` (cached per parameter object: rules run per instruction)."""
+    hit = _DEPTHS.get((id(p), banks))
+    if hit is None or hit[0] is not p:
+        hit = (p, {b: p.depth(b) for b in banks})
+        _DEPTHS[(id(p), banks)] = hit
+    return hit[1]
+
+
 def past_end(name: str, count: Callable, bank: Callable | int, guard: Callable | None = None,
              banks: tuple[int, ...] = BANKS) -> Rule:
     """``a.<name> + count(a, p)`` words run past the end of the bank ``bank(a)`` (one of
@@ -74,7 +95,7 @@ def past_end(name: str, count: Callable, bank: Callable | int, guard: Callable |
     bank_of = bank if callable(bank) else (lambda a, b=bank: b)
 
     def depth(a, p):
-        return pick(bank_of(a), {b: p.depth(b) for b in banks}, 0)
+        return pick(bank_of(a), _depths(p, banks), 0)
 
     def pred(a, p):
         over = getattr(a, name) + count(a, p) > depth(a, p)

@@ -43,6 +43,8 @@ class Program:
     instrs: list[Instr]
     din: np.ndarray
     outputs: list[Output] = field(default_factory=list)
+    #: per bank, the words the instructions touch (from the dependency tracker), or None
+    footprint: dict[int, int] | None = None
 
     def words(self) -> list[int]:
         return isa.encode_program(self.instrs)
@@ -81,19 +83,30 @@ class Program:
 
 
 class ProgramBuilder:
-    """Emit instructions in program order; :meth:`finish` returns the :class:`Program`."""
+    """Emit instructions in program order; :meth:`finish` returns the :class:`Program`.
 
-    def __init__(self, hw: HardwareConfig | AccelParams):
+    ``track=False`` (a plan-only compile that measures allocations) skips the legality
+    checks and the dependency fields: its program must not be run or timed."""
+
+    def __init__(self, hw: HardwareConfig | AccelParams, track: bool = True):
         self.p = p = as_params(hw)
-        self.deps = DepTracker(p)
-        self.instrs: list[Instr] = [self.deps.add(isa.config(0, p.rows, p.cols))]
+        self.deps = DepTracker(p) if track else None
+        self._legal: set[tuple] = set()
+        config = isa.config(0, p.rows, p.cols)
+        self.instrs: list[Instr] = [self.deps.add(config) if track else config]
         self._din: list[np.ndarray] = []
         self.outputs: list[Output] = []
 
     def emit(self, ins: Instr) -> Instr:
         """Append ``ins`` (checked legal, :class:`hw.isa.IsaError` otherwise) with the
         dependency fields its hazards need."""
-        isa.check(ins, self.p, len(self.instrs))
+        if self.deps is None:
+            self.instrs.append(ins)
+            return ins
+        key = (ins.op, tuple(ins.args.values()))
+        if key not in self._legal:                # legality depends on the fields only
+            isa.check(ins, self.p, len(self.instrs))
+            self._legal.add(key)
         out = self.deps.add(ins)
         self.instrs.append(out)
         return out
@@ -142,10 +155,12 @@ class ProgramBuilder:
         """Append DONE, set CONFIG's watchdog budget; the program."""
         self.emit(isa.done())
         instrs = list(self.instrs)
-        instrs[0] = isa.config(watchdog_budget(instrs, self.p), self.p.rows, self.p.cols)
+        if self.deps is not None:
+            instrs[0] = isa.config(watchdog_budget(instrs, self.p), self.p.rows, self.p.cols)
         din = np.concatenate(self._din) if self._din else np.zeros((0, self.p.host_bytes),
                                                                    np.uint8)
-        return Program(self.p, instrs, din, list(self.outputs))
+        footprint = self.deps.footprint() if self.deps is not None else None
+        return Program(self.p, instrs, din, list(self.outputs), footprint)
 
 
 def vmem_values(words: np.ndarray, width: int, cols: int) -> np.ndarray:

@@ -36,7 +36,7 @@ def test_gemm_json(capsys):
     assert plain["rtl_counters"] == program_cycles(compile_gemm(33, 70, 20, hw), hw)
     assert out["hardware"] == {"rows": 8, "cols": 4}
     for key in ("utilization", "sram_bytes", "sram_reads", "sram_writes", "energy_pj",
-                "traffic", "busy", "energy_breakdown_pj"):
+                "host_bytes", "dram_bytes", "busy", "energy_breakdown_pj"):
         assert key in out
     assert set(out["sram_bytes"]) == {"act", "wgt", "acc", "vmem", "pmem"}
     assert out["utilization"] == pytest.approx(33 * 70 * 20 / (ref["total"] * 8 * 4))
@@ -46,30 +46,40 @@ def test_gemm_human(capsys):
     assert main(["estimate", "gemm", "--m", "16", "--k", "16", "--n", "16"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("GEMM 16x16 @ 16x16 on a 16x16 array")
-    assert "weight policy" in out and "streamed" in out and "resident" in out
+    assert "in: weights/constants" in out and "energy breakdown" in out
 
 
-def test_layer_json_segments(capsys):
+def test_layer_json_segments_and_layers(capsys):
     one = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "1", "--json")
     three = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "3", "--json")
     assert three["cycles"] == sum(three["per_segment_cycles"])
     assert three["per_segment_cycles"][0] == one["cycles"]
-    assert three["segments"] == 3 and "rtf" in three and "energy_pj" in three
+    assert three["segments"] == 3 and three["layers"] == 2 and "rtf" in three
+    for key in ("weights", "state", "preload", "resident", "energy_pj", "sram_bytes"):
+        assert key in three
+    every = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "3",
+                  "--layers", "all", "--json")
+    assert every["cycles"] == three["cycles"]
+    first = _json(capsys, "estimate", "layer", "--config", TINY, "--segments", "3",
+                  "--layers", "1", "--json")
+    assert first["layers"] == 1 and first["cycles"] < three["cycles"]
 
 
 def test_model_json_and_fold_override(capsys):
     out = _json(capsys, "estimate", "model", "--config", TINY, "--fold", "1", "--json")
-    assert len(out["layers"]) == 2 and out["rtf"] > 0
-    assert out["cycles"] == sum(x["cycles"] for x in out["layers"])
+    assert out["layers"] == 2 and out["rtf"] > 0 and out["weights"] == "streamed"
     two = _json(capsys, "estimate", "model", "--config", TINY, "--json")
     assert two["weight_bytes_unique"] < out["weight_bytes_unique"]
+    assert two["weights"] == "resident" and "ops" not in two
 
 
 def test_model_human_with_ops(capsys):
     assert main(["estimate", "model", "--config", TINY, "--ops"]) == 0
     out = capsys.readouterr().out
-    assert "real-time factor" in out
-    assert all(op in out for op in ("q_proj", "softmax", "fc1", "ln_out"))
+    assert "real-time factor" in out and "steady-state segment 2" in out
+    assert all(op in out for op in ("MATMUL", "REQUANT", "VSOFTMAX", "VLN", "MTRANS"))
+    est = _json(capsys, "estimate", "model", "--config", TINY, "--ops", "--json")
+    assert sum(o["count"] for o in est["ops"]) + 2 == est["instructions"]  # + CONFIG, DONE
 
 
 def test_compare_fold_table_json_and_plot(capsys, tmp_path):
@@ -84,7 +94,7 @@ def test_compare_fold_table_json_and_plot(capsys, tmp_path):
         1 - m["weight_bytes"]["2"] / m["weight_bytes"]["1"])
     assert main(["estimate", "model", "--config", BASE, "--compare-fold", "1,2,4"]) == 0
     text = capsys.readouterr().out
-    row = next(line for line in text.splitlines() if line.startswith("weight bytes"))
+    row = next(line for line in text.splitlines() if line.startswith("constant bytes"))
     assert row.split()[-2:] == [
         f"{-100 * rep['reduction_vs_fold1']['weight_bytes'][f]:+.1f}%" for f in ("2", "4")]
 
@@ -94,6 +104,7 @@ def test_compare_fold_table_json_and_plot(capsys, tmp_path):
      "not found"),
     (["estimate", "gemm", "--m", "4", "--k", "4", "--n", "4", "--rows", "65"], "rows"),
     (["estimate", "layer", "--config", TINY, "--fold", "3"], "fold_factor"),
+    (["estimate", "layer", "--config", TINY, "--layers", "3"], "layers=3"),
     (["estimate", "model", "--config", TINY, "--plot", "x.png"], "--compare-fold"),
     (["estimate", "model", "--config", TINY, "--compare-fold", "1,3"], "fold_factor"),
     (["estimate", "model", "--config", TINY, "--energy-table", "missing.toml"], "not found"),
@@ -119,13 +130,14 @@ def test_energy_table_override_changes_dram_energy(capsys, tmp_path):
     lo = _json(capsys, "estimate", "model", "--config", TINY, "--json")
     hi = _json(capsys, "estimate", "model", "--config", TINY, "--energy-table", str(f),
                "--json")
-    assert hi["energy_breakdown_pj"]["streamed"]["dram"] == pytest.approx(
-        2 * lo["energy_breakdown_pj"]["streamed"]["dram"])
+    assert hi["energy_breakdown_pj"]["dram"] == pytest.approx(
+        2 * lo["energy_breakdown_pj"]["dram"])
     assert hi["cycles"] == lo["cycles"]
 
 
 @pytest.mark.parametrize("argv", [["estimate", "gemm", "--m", "0", "--k", "1", "--n", "1"],
                                   ["estimate", "layer", "--segments", "0"],
+                                  ["estimate", "layer", "--layers", "x"],
                                   ["estimate", "model", "--compare-fold", "1,x"]])
 def test_argument_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:

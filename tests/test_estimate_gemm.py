@@ -83,7 +83,7 @@ def test_traffic_and_energy_by_hand():
     acc_word = 4 * c                       # 64 bytes
     # LOADs: A tiles (k words of r bytes), B tiles (k words of c bytes), [bias][param] words
     a_in, b_in, const_in = mt * k * r, nt * k * c, nt * 2 * acc_word
-    assert est["sram_writes"]["act"] == a_in == est["host_bytes"]["in_activations"]
+    assert est["sram_writes"]["act"] == a_in == est["host_bytes"]["in_input"]
     assert est["host_bytes"]["in_weights"] == b_in + const_in
     # MATMUL reads k ACT + k WGT words per tile
     assert est["sram_reads"]["act"] == tiles * k * r
@@ -101,24 +101,19 @@ def test_traffic_and_energy_by_hand():
     assert est["mac_slots"] == tiles * k * r * c
     assert est["macs"] == m * k * n
     assert est["utilization"] == pytest.approx(m * k * n / (est["cycles"] * r * c))
-    # weight policies: streamed pays B + consts from DRAM; resident only activations
+    # the program loads B and the constants from the host: every host byte is a DRAM byte
     act_bytes = a_in + store_words * acc_word
-    t = est["traffic"]
-    assert t["streamed"]["dram_bytes"] == act_bytes + b_in + const_in
-    assert t["resident"]["dram_bytes"] == act_bytes
-    assert t["resident"]["preload_bytes"] == k * n + 4 * n + 4 * n  # B, bias, params
-    assert est["weight_policy"] == "resident"
+    assert est["dram_bytes"] == act_bytes + b_in + const_in
+    assert est["weight_bytes_unique"] == k * n + 4 * n + 4 * n  # B, bias, params
+    assert est["weights"] == "streamed"
     # energy = counts x table (Horowitz 45 nm); 64 KiB banks
     tab = HOROWITZ_45NM
     per_byte = _e64(64) / 8
     sram = sum(est["sram_reads"][b] + est["sram_writes"][b] for b in ("act", "wgt", "acc"))
     lanes = rq_rows * c                     # REQUANT: one multiply + one add per lane
-    streamed = (tiles * k * r * c * (0.2 + 0.1) + lanes * (3.1 + 0.1) + sram * per_byte
-                + (act_bytes + b_in + const_in) * 1300 / 8)
-    assert est["energy_pj_by_policy"]["streamed"] == pytest.approx(streamed, rel=1e-9)
-    resident = streamed - (b_in + const_in) * (1300 / 8 + per_byte)
-    assert est["energy_pj_by_policy"]["resident"] == pytest.approx(resident, rel=1e-9)
-    assert est["energy_pj"] == est["energy_pj_by_policy"]["resident"]
+    energy = (tiles * k * r * c * (0.2 + 0.1) + lanes * (3.1 + 0.1) + sram * per_byte
+              + (act_bytes + b_in + const_in) * 1300 / 8)
+    assert est["energy_pj"] == pytest.approx(energy, rel=1e-9)
     assert tab.mac_pj == pytest.approx(0.3)
 
 
@@ -129,7 +124,7 @@ def test_activation_b_counts_as_host_traffic():
     assert a["cycles"] == w["cycles"]
     b_bytes = 16 * 3 * 16                   # k words x 3 column tiles x 16 bytes
     assert w["host_bytes"]["in_weights"] - a["host_bytes"]["in_weights"] == b_bytes
-    assert a["host_bytes"]["in_activations"] - w["host_bytes"]["in_activations"] == b_bytes
+    assert a["host_bytes"]["in_input"] - w["host_bytes"]["in_input"] == b_bytes
 
 
 def test_sram_peak_within_capacity_and_covers_operands():
@@ -139,7 +134,7 @@ def test_sram_peak_within_capacity_and_covers_operands():
     assert all(est["sram_bytes"][b] <= cap[b] for b in cap) and all(est["sram_fits"].values())
     # K = 1000 does not fit: operand tiles stream through the banks, filling them
     assert est["sram_bytes"]["act"] > cap["act"] // 2
-    assert est["host_bytes"]["in_activations"] > 64 * 1000  # A re-loaded for column tiles
+    assert est["host_bytes"]["in_input"] > 64 * 1000  # A re-loaded for column tiles
 
 
 def test_int32_output_by_hand():
@@ -149,7 +144,7 @@ def test_int32_output_by_hand():
     tiles_rows = 2 * (8 + 2)               # 2 column tiles x (8 + 2) rows
     assert est["host_bytes"]["out"] == tiles_rows * 4 * 8
     assert est["busy"]["requant"] == 0 and est["host_bytes"]["in_weights"] == 8 * 2 * 8
-    assert est["traffic"]["resident"]["preload_bytes"] == 8 * 12
+    assert est["weight_bytes_unique"] == 8 * 12
 
 
 def test_estimate_program_matches_estimate_gemm():
@@ -159,7 +154,7 @@ def test_estimate_program_matches_estimate_gemm():
     by_prog = estimate_program(prog, hw)
     by_gemm = estimate_gemm(20, 30, 40, hw, bias=True, requant=True)
     for key in ("cycles", "rtl_counters", "sram_reads", "sram_writes", "sram_bytes", "macs",
-                "host_bytes", "energy_pj_by_policy"):
+                "host_bytes", "energy_pj"):
         assert by_prog[key] == by_gemm[key], key
     words = estimate_program(prog.words(), hw)  # 128-bit words decode to the same program
     assert words["cycles"] == by_prog["cycles"] and words["macs"] == words["mac_slots"]

@@ -1,9 +1,10 @@
-"""Layer and model estimates: composition, weight bytes and traffic by hand, RTF, folding report,
-no torch/amaranth.
+"""Layer-stream and model estimates: the layer compiler's programs, timed; traffic, MACs,
+energy and RTF by hand; the folding report; no torch/amaranth.
 
-Expected values use the tiny config's shapes written out here (D=64, N=2, 2 heads of 16,
-F=128, R=1, L=4, C=4, M=2, 16x16 array, 64 KiB banks, host 16 B/cycle), the compiler +
-timing model for GEMM cycles, and the documented vector-unit rules for the rest.
+Expected values are written out here from the configs' shapes (tiny: D=64, 2 layers, N=1 or
+2, R=1, L=4, C=4, M=2, 16x16 array, 16-lane VMEM words of 32 B, 16 B WGT words), from
+``model/accounting.py`` (MACs) and from the cited energy table; that the estimator's cycles
+are the RTL's is asserted by the RTL layer tests (``cocotb_tests/test_layer.py``).
 """
 
 import math
@@ -12,10 +13,10 @@ import sys
 
 import pytest
 
-from hw.compiler import compile_gemm
-from hw.timing import program_cycles
+from hw.layer.compiler import StreamCompiler, steady_segment
 from model.accounting import layer_step_counts, model_weight_bytes
 from model.config import CONFIG_DIR, load_config
+from model.quantize import quantize_model
 from sim.perf.energy import HOROWITZ_45NM
 from sim.perf.estimate import compare_fold, estimate_layer, estimate_model
 
@@ -28,153 +29,128 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path_factory.getbasetemp() / "build"))
 
 
-def _tiny_gemms(m_mem: int, n_left: int):
-    """(M, K, N, count, weight, bias, relu) of one tiny layer step, written out by hand."""
-    tq, tkv, tk = 1 + 4 + 1, m_mem + 1 + 4, m_mem + 1 + n_left + 4
-    return [(tq * 2, 32, 32, 1, True, True, False),          # Q projection
-            (tkv * 2, 32, 32, 1, True, True, False),         # K
-            (tkv * 2, 32, 32, 1, True, True, False),         # V
-            (tq * 2, 16, tk * 2, 2, False, False, False),    # scores, per head
-            (tq * 2, tk * 2, 16, 2, False, True, False),     # (p-128) @ V + bias, per head
-            (tq * 2, 32, 32, 1, True, True, False),          # output projection
-            (5, 64, 128, 1, True, True, True),               # fc1 + ReLU
-            (5, 128, 64, 1, True, True, False)]              # fc2
+@pytest.mark.parametrize("fold", [1, 2])
+def test_programs_do_not_depend_on_the_weights(fold):
+    """The estimator compiles a model of zeros; an exported model of the same shape gives the
+    same instruction words, so the estimate times the programs the RTL runs."""
+    cfg = TINY.replace(fold_factor=fold)
+    real = StreamCompiler(cfg, quantize_model(cfg, seed=3))
+    zeros = StreamCompiler(cfg)
+    for s in range(steady_segment(cfg.model) + 2):
+        assert real.step(s).program.words() == zeros.step(s).program.words(), s
+    assert real.preload().program.words() == zeros.preload().program.words()
 
 
-def _vector_cycles(tk: int) -> int:
-    """Vector unit, 16 lanes, fill 4 per op (docs/PERF_MODEL.md)."""
-    ln = 5 * (2 * 4 + 4) + 4                     # 5 rows of 64: 2 passes x 4 chunks + 4
-    summary = (4 + 1) * 4 + 4                    # 4 rows accumulate + 1 rounding pass
-    softmax = 2 * (12 * (3 * math.ceil(tk * 2 / 16) + 16) + 4)  # 2 heads, 12 rows
-    zp_bias = 2 * (tk * 2 * 1 + 4)               # per head: colsum of tk*2 rows of 16
-    squash = 1 * 4 + 4
-    resid = 5 * 4 + 4
-    params = math.ceil((3 * 5 * 64 + 512) / 16)  # LN gamma/beta + exp LUT over 16 B/cycle
-    return 3 * ln + summary + softmax + zp_bias + squash + 2 * resid + params
-
-
-def _layer_cycles(m_mem: int, n_left: int) -> int:
-    hw = TINY.hardware
-    gemm = sum(cnt * program_cycles(compile_gemm(m, k, n, hw, bias=b, requant=True, relu=r),
-                                    hw)["total"]
-               for m, k, n, cnt, _, b, r in _tiny_gemms(m_mem, n_left))
-    return gemm + _vector_cycles(m_mem + 1 + n_left + 4)
-
-
-def test_layer_cycles_compose_programs_and_vector_ops():
-    est = estimate_layer(TINY, segments=1)
-    assert est["cycles"] == _layer_cycles(0, 0)  # first segment: empty bank and cache
-
-
-def test_layer_over_segments_fills_bank_and_cache():
-    # segment s sees min(s, M=2) memories and min(4s, C=4) cached frames
+def test_layer_stream_per_segment_and_rtf():
     est = estimate_layer(TINY, segments=4)
-    expected = [_layer_cycles(0, 0), _layer_cycles(1, 4), _layer_cycles(2, 4),
-                _layer_cycles(2, 4)]
-    assert est["per_segment_cycles"] == expected
-    assert est["cycles"] == sum(expected)
+    assert est["cycles"] == sum(est["per_segment_cycles"]) and len(est["per_segment_cycles"]) == 4
+    # the rings fill over segments 0..2 (M=2 memories, C=4 frames): later programs are longer
+    c = est["per_segment_cycles"]
+    assert c[0] < c[1] < c[2] == c[3]
     assert est["audio_ms"] == 4 * 4 * 40.0
-    assert est["rtf"] == pytest.approx(sum(expected) / (500.0 * 1e3) / (4 * 4 * 40.0))
-
-
-def test_model_cycles_macs_rtf():
-    est = estimate_model(TINY)
-    layer = _layer_cycles(2, 4)
-    # layer 0: the int16 input chunk (5 frames x 64 x 2 B over 16 B/cycle), its memory
-    # vector (column sum of 4 int16 rows, then a 1-row requantization); the last layer: the
-    # int16 output (4 rows)
-    frames_in = 2 * 5 * 64 // 16
-    memory = (4 * 4 + 4) + (1 * 4 + 4)
-    frames_out = 2 * 4 * 64 // 16
-    assert est["cycles"] == 2 * layer + frames_in + memory + frames_out
-    assert est["layer_cycles"] == layer
-    assert [x["cycles"] for x in est["layers"]] == [layer + frames_in + memory,
-                                                    layer + frames_out]
-    assert est["macs"] == 2 * layer_step_counts(TINY)["macs"]
-    assert est["compute_ms"] == pytest.approx(est["cycles"] / 500e3)
-    assert est["rtf"] == pytest.approx(est["cycles"] / 500e3 / (4 * 40.0))
+    assert est["rtf"] == pytest.approx(est["cycles"] / 500e3 / (4 * 4 * 40.0))
     assert est["time_us"] == pytest.approx(est["cycles"] / 500.0)
+    assert est["layers"] == 2 and est["segments"] == 4
+    # the first layer alone: a shorter program per segment
+    one = estimate_layer(TINY, segments=4, layers=1)
+    assert one["layers"] == 1
+    assert all(a < b for a, b in zip(one["per_segment_cycles"], c, strict=True))
 
 
-def test_model_weight_bytes_and_traffic_by_hand():
+def test_model_is_the_steady_segment_of_the_stream():
+    seg = steady_segment(TINY.model)
+    assert seg == 2                                   # max(M=2, ceil(C/L)=1)
+    model = estimate_model(TINY)
+    stream = estimate_layer(TINY, segments=seg + 1)
+    assert model["segment"] == seg
+    assert model["cycles"] == stream["per_segment_cycles"][seg]
+
+
+@pytest.mark.parametrize("fold", [1, 2, 4])
+def test_macs_equal_the_accounting(fold):
+    cfg = TINY.replace(fold_factor=fold)
+    est = estimate_model(cfg)
+    assert est["macs"] == cfg.model.n_layers * layer_step_counts(cfg)["macs"]
+    assert est["utilization"] == pytest.approx(est["macs"] / (est["cycles"] * 256))
+    assert est["mac_slots"] >= est["macs"]
+
+
+def test_host_traffic_by_hand_fold1_streams_weights():
+    est = estimate_model(TINY.replace(fold_factor=1))
+    h = est["host_bytes"]
+    # input: L+R = 5 int16 rows of 64 lanes = 4 VMEM words of 32 B; output: the L=4 rows
+    assert h["in_input"] == 5 * 4 * 32 and h["out"] == 4 * 4 * 32
+    # weights do not fit the 64 KiB weight bank with their ring: every segment loads each
+    # weight matrix once, K words of 16 B per 16-column tile: q, k, v, out 64x64 (4 tiles of
+    # 64 words), fc1 64x128 (8 tiles of 64), fc2 128x64 (4 tiles of 128) -- per layer
+    per_layer = 4 * (4 * 64 * 16) + 8 * 64 * 16 + 4 * 128 * 16
+    assert est["weights"] == "streamed" and h["in_weights"] == 2 * per_layer
+    assert est["weight_loads"]["wgt"] == 2 * per_layer       # the other banks are resident
+    assert h["in_state"] == h["out_state"] == 0 and est["state"] == "on chip"
+    assert est["dram_bytes"] == h["in_input"] + h["in_weights"] + h["out"]
+
+
+def test_fold2_weights_resident_preloaded_once():
     est = estimate_model(TINY)
-    # unique parameters per layer: int8 matrices, int32 biases, 32-bit requant parameters
-    # (per output channel of the 6 weight GEMMs, per tensor for scores and probs@V),
-    # LayerNorm gamma int8 + beta int32 (x3), the 256 x 16-bit exp LUT
-    matrices = 4 * 32 * 32 + 2 * 64 * 128
-    biases = 4 * (4 * 32 + 128 + 64)
-    params = 4 * (4 * 32 + 128 + 64 + 2)
-    per_layer = matrices + biases + params + 3 * 5 * 64 + 512
-    assert est["weight_bytes_unique"] == 2 * per_layer
-    assert matrices + biases == model_weight_bytes(TINY)["matrices"] // 2 \
-        + model_weight_bytes(TINY)["biases"] // 2
-    # streamed: everything fits the 64 KiB banks, so each weight GEMM loads B once, padded to
-    # 16 columns, plus a [bias][param] word pair (64 B each) per column tile; attention GEMMs
-    # load one param word per column tile (P@V's bias word is an activation: 128 colsum(V) of
-    # this step); the vector unit loads its parameters
-    def w_gemm(k, n):
-        return k * math.ceil(n / 16) * 16 + math.ceil(n / 16) * 2 * 64
-    tk = 2 + 1 + 4 + 4
-    layer_w = (4 * w_gemm(32, 32) + w_gemm(64, 128) + w_gemm(128, 64)
-               + 2 * math.ceil(tk * 2 / 16) * 64 + 2 * 1 * 64 + 3 * 5 * 64 + 512)
-    assert est["traffic"]["streamed"]["weight_bytes"] == 2 * layer_w
-    # activations: every GEMM loads A (M rows padded to 16 per K word) and, for attention,
-    # B (and P@V its bias word per column tile); it stores ceil(m_t/4) int8 words of 64 B per
-    # output tile; the model step adds the int16 input chunk (5 x 64) and output (4 x 64)
-    def a_in(m, k):
-        return math.ceil(m / 16) * k * 16
-    def out(m, n):
-        return math.ceil(n / 16) * sum(math.ceil(min(16, m - 16 * i) / 4)
-                                       for i in range(math.ceil(m / 16))) * 64
-    act = 0
-    for m, k, n, cnt, weight, bias, _ in _tiny_gemms(2, 4):
-        b_in = 0 if weight else k * math.ceil(n / 16) * 16 + bias * math.ceil(n / 16) * 64
-        act += cnt * (a_in(m, k) + b_in + out(m, n))
-    frames = 2 * 5 * 64 + 2 * 4 * 64
-    assert est["host_bytes"]["in_activations"] + est["host_bytes"]["out"] == 2 * act + frames
-    assert est["traffic"]["streamed"]["activation_bytes"] == 2 * act + frames
-    assert est["traffic"]["resident"]["dram_bytes"] == 2 * act + frames
-    assert est["traffic"]["streamed"]["dram_bytes"] == 2 * (act + layer_w) + frames
+    assert est["weights"] == "resident" and all(est["resident"].values())
+    assert est["host_bytes"]["in_weights"] == 0
+    # the preload carries every constant once: int8 weights (16 B WGT words), the ACC bias and
+    # requantization words, PMEM parameters, VMEM tables -- at least the matrices and biases
+    wb = model_weight_bytes(TINY)
+    assert est["preload"]["bytes"] == est["weight_bytes_unique"]
+    assert est["weight_bytes_unique"] >= wb["matrices"] + wb["biases"]
+    assert est["preload"]["cycles"] > est["preload"]["bytes"] // 16      # 16 B per cycle
+
+
+def test_sram_within_banks():
+    for cfg in (TINY, TINY.replace(fold_factor=1), BASE):
+        est = estimate_model(cfg)
+        assert all(est["sram_fits"].values())
+        assert all(0 < est["sram_bytes"][b] <= est["sram_capacity_bytes"][b]
+                   for b in ("act", "wgt", "acc", "vmem"))
 
 
 def test_energy_is_counts_times_table():
-    est = estimate_model(TINY)
+    est = estimate_model(TINY.replace(fold_factor=1))
     t = HOROWITZ_45NM
+    bd = est["energy_breakdown_pj"]
 
     def e64(kib):  # 64 KiB: between the cited 32 KiB (20 pJ) and 1 MiB (100 pJ) points
         return 20.0 * 5.0 ** (math.log(kib / 32) / math.log(32))
-    for policy in ("streamed", "resident"):
-        bd = est["energy_breakdown_pj"][policy]
-        assert bd["mac"] == pytest.approx(est["mac_slots"] * (t.int8_mult_pj + t.int32_add_pj))
-        assert bd["dram"] == pytest.approx(est["traffic"][policy]["dram_bytes"] * 1300 / 8)
-        assert bd["sram_act"] == pytest.approx(
-            (est["sram_reads"]["act"] + est["sram_writes"]["act"]) * e64(64) / 8)
-        assert bd["total"] == pytest.approx(sum(v for k, v in bd.items() if k != "total"))
-    # the resident policy removes the weight loads: DRAM reads and weight-bank writes
-    s, r = est["energy_breakdown_pj"]["streamed"], est["energy_breakdown_pj"]["resident"]
-    assert s["dram"] - r["dram"] == pytest.approx(est["host_bytes"]["in_weights"] * 1300 / 8)
-    assert r["sram_wgt"] < s["sram_wgt"]
-    # tiny's weights (49,040 B) fit its 64 KiB weight bank: resident is the policy in use
-    assert est["weight_policy"] == "resident" and est["energy_pj"] == r["total"]
+    assert bd["mac"] == pytest.approx(est["mac_slots"] * (t.int8_mult_pj + t.int32_add_pj))
+    assert bd["dram"] == pytest.approx(est["dram_bytes"] * 1300 / 8)
+    assert bd["sram_act"] == pytest.approx(
+        (est["sram_reads"]["act"] + est["sram_writes"]["act"]) * e64(64) / 8)
+    assert bd["total"] == pytest.approx(sum(v for k, v in bd.items() if k != "total"))
+    assert est["energy_pj"] == bd["total"]
 
 
-def test_emformer_base_streams_weights_and_folding_reduces_them():
+def test_emformer_base_spills_state_and_streams_weights():
+    est = estimate_model(BASE)
+    assert est["weights"] == "streamed" and est["state"] == "spilled"
+    # each layer's state (fold 2): memory 4 rows of 2 x 256 lanes (32 words), key and value
+    # rings of 30*2 rows of 4 heads x 64 lanes (16 words): 2048 VMEM words of 32 B, stored
+    # and loaded back every segment for all 20 layers
+    state = 20 * (4 * 32 + 2 * 60 * 16) * 32
+    h = est["host_bytes"]
+    assert h["in_state"] == h["out_state"] == state
+    wb = model_weight_bytes(BASE)
+    assert h["in_weights"] >= wb["matrices"]
+    assert est["macs"] == 20 * layer_step_counts(BASE)["macs"]
+
+
+def test_folding_report_on_emformer_base():
     rep = compare_fold(BASE, [1, 2, 4])
     assert rep["folds"] == [1, 2, 4]
-    m = rep["metrics"]
-    assert all(p == "streamed" for p in rep["weight_policy"].values())  # 47 MB >> 64 KiB
-    # deployed weight bytes follow the parameter counts of model/accounting.py
+    assert all(p == "streamed" for p in rep["weights"].values())
+    m, red = rep["metrics"], rep["reduction_vs_fold1"]
     for f in (1, 2, 4):
         wb = model_weight_bytes(BASE.replace(fold_factor=f))
-        assert m["weight_bytes"][str(f)] > wb["matrices"] + wb["biases"]
-        assert m["weight_bytes"][str(f)] - (wb["matrices"] + wb["biases"]) < 20 * 70_000
-    red = rep["reduction_vs_fold1"]
-    assert 0.24 < red["weight_bytes"]["2"] < 0.26
-    # weight traffic dominates: DRAM bytes and energy fall with folding, roughly like weights
-    assert red["dram_bytes_streamed"]["2"] > 0.2 and red["energy_pj_streamed"]["2"] > 0.15
-    assert red["dram_bytes_streamed"]["4"] > red["dram_bytes_streamed"]["2"]
-    assert red["cycles"]["2"] > 0
-    # attention MACs grow N-fold but the projections shrink more: total MACs fall
+        assert m["weight_bytes"][str(f)] >= wb["matrices"] + wb["biases"]
+    # folding shrinks the attention projections N^2: a quarter of the weight bytes at N=2
+    assert 0.2 < red["weight_bytes"]["2"] < 0.3 and red["weight_bytes"]["4"] > 0.3
+    # streamed weights dominate the traffic: DRAM bytes fall with the weights
+    assert red["dram_bytes"]["2"] > 0.1 and red["dram_bytes"]["4"] > red["dram_bytes"]["2"]
     assert red["macs"]["2"] == pytest.approx(
         1 - layer_step_counts(BASE)["macs"] / layer_step_counts(BASE.replace(
             fold_factor=1))["macs"])
@@ -186,6 +162,11 @@ def test_compare_fold_rejects_bad_fold():
         compare_fold(TINY, [0])
     with pytest.raises(Exception, match="fold_factor"):
         compare_fold(TINY, [3])  # 3 does not divide d_model=64
+
+
+def test_working_set_that_cannot_fit_is_rejected_with_the_bank_named():
+    with pytest.raises(ValueError, match="VMEM bank is too small.*vmem_kib"):
+        estimate_model(TINY.replace(vmem_kib=2))
 
 
 def test_estimator_imports_neither_torch_nor_amaranth():

@@ -32,7 +32,8 @@ def test_closure_holds_the_modules_the_old_lists_forgot():
     files = {str(p.relative_to(ROOT)) for p in import_closure(ESTIMATE_ROOTS)}
     for rel in ("hw/deps.py", "hw/hostio.py", "hw/opcodes.py", "hw/timing.py",
                 "hw/compiler.py", "hw/isa.py", "hw/uarch.py", "model/config.py",
-                "model/accounting.py", "sim/perf/program.py", "sim/perf/sweep.py"):
+                "model/golden.py", "hw/layer/compiler.py", "hw/layer/backend.py",
+                "sim/perf/program.py", "sim/perf/sweep.py", "sim/perf/layer.py"):
         assert rel in files, rel
     assert not any(f.startswith("cocotb_tests/") for f in files)
 

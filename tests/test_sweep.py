@@ -94,6 +94,13 @@ def test_sweep_sram_axis_and_infeasible_point(tmp_path):
     assert small["feasible"] is False and "acc_sram_kib" in small["error"]
     assert big["feasible"] is True
     assert res.pareto["energy_cycles"] == [1]
+    # a VMEM bank too small for one step's tensors: the layer compiler names the bank
+    res = run_sweep(base, {"vmem_kib": [2, 64]}, tmp_path / "v", table=HOROWITZ_45NM,
+                    jobs=1, progress=False)
+    small, big = res.rows
+    assert small["feasible"] is False and "VMEM bank is too small" in small["error"]
+    assert big["feasible"] is True and big["state"] == "on chip"
+    assert big["sram_kib"] == 64 * 4 + 32                # act + wgt + acc + vmem + pmem
 
 
 def test_progress_bar_on_stderr(tmp_path, capsys):

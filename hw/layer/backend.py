@@ -34,6 +34,7 @@ loaded by the preload program) or streamed (LOADed before each use) per bank
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -194,21 +195,24 @@ class Ring:
 class ConstStore:
     """Where each constant lives. Per bank: ``resident`` (placed once in ``regions[bank]``,
     loaded by the preload program) or streamed (LOADed into ``rings[bank]`` before each use).
-    ``data`` caches each constant's words (host packing), shared by all segment programs."""
+    Each constant's words (host packing) are made on first use by :meth:`data_of` and
+    shared by all segment programs; compiling for timing alone never packs them."""
 
     resident: dict[int, bool]
     regions: dict[int, Region]
     rings: dict[int, Ring]
     placed: dict[Any, tuple[int, int, int]] = field(default_factory=dict)  # key -> bank, addr, n
     data: dict[Any, np.ndarray] = field(default_factory=dict)
+    makers: dict[Any, Callable[[], np.ndarray]] = field(default_factory=dict)
+    sizes: dict[Any, tuple[int, int]] = field(default_factory=dict)   # key -> (bank, words)
+    param_values: dict[Any, tuple] = field(default_factory=dict)   # PMEM parameter values
     #: set once the preload program exists: a new resident constant would be missing from it
     frozen: bool = False
 
-    def get(self, em: Emitter, key: Any, bank: int, make: Callable[[], np.ndarray]) -> int:
-        """Address of constant ``key`` (``make()`` -> its words as bytes, once)."""
-        if key not in self.data:
-            self.data[key] = make()
-        n = len(self.data[key])
+    def get(self, em: Emitter, key: Any, bank: int, make: Callable[[], np.ndarray],
+            n: int) -> int:
+        """Address of constant ``key`` of ``n`` words (``make()`` -> its words as bytes)."""
+        self.register(key, bank, make, n)
         if self.resident[bank]:
             if key not in self.placed:
                 if self.frozen:
@@ -219,6 +223,26 @@ class ConstStore:
         addr = self.rings[bank].alloc(n)
         em.load(bank, addr, n, ("const", key))
         return addr
+
+    def register(self, key: Any, bank: int, make: Callable[[], np.ndarray], n: int) -> None:
+        """Know constant ``key`` (``n`` words for ``bank``; ``make`` packs them)."""
+        self.makers.setdefault(key, make)
+        self.sizes[key] = (bank, n)
+
+    def unique_bytes(self, p: AccelParams) -> int:
+        """Bytes of every constant the programs use, each counted once (the deployed
+        weights, parameter words and tables)."""
+        return sum(n * p.word_bytes(bank) for bank, n in self.sizes.values())
+
+    def data_of(self, key: Any, n: int) -> np.ndarray:
+        """The words of constant ``key`` (made once), checked to be the ``n`` it was given."""
+        if key not in self.data:
+            words = self.makers[key]()
+            if len(words) != n:
+                raise LayerCompileError(f"constant {key} packs {len(words)} words, the "
+                                        f"compiler allotted {n}")
+            self.data[key] = words
+        return self.data[key]
 
     def words(self, bank: int) -> int:
         return sum(n for b, _, n in self.placed.values() if b == bank)
@@ -231,8 +255,9 @@ class Emitter:
     """A :class:`hw.program.ProgramBuilder` whose LOADs name their data (``source``) instead of
     carrying it: the same program serves every segment, packed with each one's input."""
 
-    def __init__(self, p: AccelParams):
-        self.b = ProgramBuilder(p)
+    def __init__(self, p: AccelParams, track: bool = True):
+        self.b = ProgramBuilder(p, track)
+        self.macs = 0                                   # useful MACs of the GEMMs emitted
         self.sources: list[tuple[Any, int, int]] = []   # (source, bank, words) per LOAD
 
     def emit(self, ins: isa.Instr) -> isa.Instr:
@@ -282,6 +307,7 @@ class InstrOps:
         self.inputs: list[tuple[int, int, Buf]] = []       # host rows lo..hi -> Buf
         self.elut_key: Any = None
         self.layer = -1
+        self.param_uses: dict[str, int] = {}       # per op: parameter words made this layer
         #: called with the layer index when a layer begins (the compiler's state spilling)
         self.layer_hook: Callable[[int], None] | None = None
 
@@ -317,6 +343,7 @@ class InstrOps:
 
     def begin_layer(self, layer: int) -> None:
         self.layer = layer
+        self.param_uses = {}
         if self.layer_hook is not None:
             self.layer_hook(layer)
 
@@ -358,10 +385,20 @@ class InstrOps:
 
     # ------------------------------------------------------------------ constants
     def _pmem_param(self, op: str, **values: int) -> int:
-        key = ("param", op, tuple(sorted(values.items())))
+        """The PMEM parameter word of the ``k``-th ``op`` of this layer. Keyed by position,
+        not value, so the program does not depend on the model's values (a timing-only
+        compile of a model of zeros emits the same instructions); the values of a position
+        must be the same in every segment."""
+        k = self.param_uses.get(op, 0)
+        self.param_uses[op] = k + 1
+        key = ("param", self.layer, op, k)
+        vals = tuple(sorted(values.items()))
+        if self.consts.param_values.setdefault(key, vals) != vals:
+            raise LayerCompileError(f"{op} #{k} of layer {self.layer} has parameters {vals} in "
+                                    f"this segment, {self.consts.param_values[key]} before")
         words = lambda: host.pmem_bytes(  # noqa: E731
             formats.pack_param_word(op, self.p.cols, **values)[None])
-        return self.consts.get(self.em, key, PMEM, words)
+        return self.consts.get(self.em, key, PMEM, words, 1)
 
     def _table(self, table: int, key: Any, entries: np.ndarray) -> None:
         """Load a lookup table into the vector unit (once while it stays loaded); its VMEM
@@ -372,12 +409,11 @@ class InstrOps:
         ckey = ("table", key)
         make = lambda: host.vmem_bytes(host.table_words(entries, C))  # noqa: E731
         block = None
+        n = -(-len(entries) // C)
         if self.consts.resident[VMEM]:
-            src = self.consts.get(self.em, ckey, VMEM, make)
+            src = self.consts.get(self.em, ckey, VMEM, make, n)
         else:
-            if ckey not in self.consts.data:
-                self.consts.data[ckey] = make()
-            n = len(self.consts.data[ckey])
+            self.consts.register(ckey, VMEM, make, n)
             block = self.heap.alloc(n)             # freed once the VLUT is emitted
             src = block.addr
             self.em.load(VMEM, src, n, ("const", ckey))
@@ -395,7 +431,8 @@ class InstrOps:
         C, lay = self.p.cols, x.layout
         key = ("ln", gamma.name, out_bits)
         param = self.consts.get(self.em, key, PMEM, lambda: host.pmem_bytes(
-            host.layernorm_words(gamma.value, beta.value, m, s, eps, out_bits == 16, lay, C)))
+            host.layernorm_words(gamma.value, beta.value, m, s, eps, out_bits == 16, lay, C)),
+            1 + lay.words(C))
         out = self.new_buf(x.rows, lay, "i16" if out_bits == 16 else "i8")
         self.em.emit(isa.Instr("VLN", {"src": x.addr, "dst": out.addr, "rows": x.rows,
                                        "blocks": lay.blocks, "block": lay.block,
@@ -532,6 +569,7 @@ class InstrOps:
         N = g.b.shape[1]
         lay = self._out_layout(N, g.b)
         tiles = host.tile_columns(lay, C)
+        self.em.macs += M * K * N
         act = self._stage_a(g.a, M, K)
         out = self.new_buf(M, lay, "i8")
         per_tensor = self._value(m).size == 1 and self._value(s).size == 1
@@ -541,7 +579,8 @@ class InstrOps:
             host.param_words(np.full(C, self._value(m).reshape(-1)[0]) if per_tensor
                              else self._value(m),
                              np.full(C, self._value(s).reshape(-1)[0]) if per_tensor
-                             else self._value(s), Layout(1, C) if per_tensor else lay, C)))
+                             else self._value(s), Layout(1, C) if per_tensor else lay, C)),
+            1 if per_tensor else len(tiles))
         step = 0 if per_tensor else 1
         bias_addr = self._bias(g.bias, lay)
         b_tile = self._stage_b(g.b, K, lay)
@@ -577,35 +616,39 @@ class InstrOps:
             return None
         if isinstance(bias, Const):
             return self.consts.get(self.em, ("bias", bias.name, lay), ACC, lambda: host.acc_bytes(
-                host.bias_words(bias.value, lay, C)))
+                host.bias_words(bias.value, lay, C)), len(host.tile_columns(lay, C)))
         if isinstance(bias, PendingZeroPoint):
-            v = self._contiguous_rows(bias.v)
-            dst = self.rings["acc_const"].alloc(v.row_words)
-            self._vsum(v, self._pmem_param("VSUM", m=256, s=1), VSUM_OUT["ACC32"], "i32", dst)
-            return dst
+            return self._zero_point(bias.v)
         raise LayerCompileError(f"GEMM bias {type(bias).__name__}")
 
-    def _contiguous_rows(self, x: Sym) -> Buf:
-        """``x``'s rows as one Buf with a uniform stride (parts copied together if needed)."""
-        parts = _row_parts(x)
-        if len(parts) == 1:
-            return parts[0]
-        rows = sum(q.rows for q in parts)
+    def _zero_point(self, v: Sym) -> int:
+        """ACC address of P@V's zero-point bias words, ``128 * colsum(v)`` (one per word of
+        ``v``'s rows). ``v`` in one part: one VSUM. In several (one head of the values'
+        parts): per word column, MCOPYs gather the column of every part (MCOPY reads it
+        with the rows' stride) and a VSUM sums it -- a few instructions, not one per row."""
+        parts = _row_parts(v)
         w = parts[0].row_words
-        out = self.new_buf(rows, parts[0].layout, parts[0].dtype)
-        pos = 0
-        for q in parts:
-            for r in range(q.rows) if not q.contiguous else [None]:
-                if r is None:
-                    self.em.emit(isa.Instr("MCOPY", {"src": q.addr, "dst": out.addr + pos * w,
-                                                     "count": q.rows * w, "bank": 0,
-                                                     "stride": 1}))
-                else:
-                    self.em.emit(isa.Instr("MCOPY", {
-                        "src": q.addr + r * q.rstride, "dst": out.addr + (pos + r) * w,
-                        "count": w, "bank": 0, "stride": 1}))
-            pos += q.rows
-        return out
+        dst = self.rings["acc_const"].alloc(w)
+        param = self._pmem_param("VSUM", m=256, s=1)
+        if len(parts) == 1:
+            self._vsum(parts[0], param, VSUM_OUT["ACC32"], "i32", dst)
+            return dst
+        if any(q.row_words != w for q in parts):
+            raise LayerCompileError("zero-point bias of parts in different row layouts")
+        rows = sum(q.rows for q in parts)
+        block = self.heap.alloc(rows * w)                 # column c at block + c * rows
+        for c in range(w):
+            pos = 0
+            for q in parts:
+                self.em.emit(isa.Instr("MCOPY", {"src": q.addr + c, "stride": q.rstride,
+                                                 "count": q.rows, "bank": 0,
+                                                 "dst": block.addr + c * rows + pos}))
+                pos += q.rows
+            self.em.emit(isa.Instr("VSUM", {"src": block.addr + c * rows, "stride": 1,
+                                            "rows": rows, "words": 1, "dst": dst + c,
+                                            "out": VSUM_OUT["ACC32"], "param": param}))
+        del block
+        return dst
 
     def _stage_a(self, a: Sym, M: int, K: int) -> list[int]:
         """K-major A tiles in ACT (one per ``rows`` rows of ``a``): MTRANS of every part."""
@@ -638,9 +681,9 @@ class InstrOps:
         asked: weights LOADed or resident, K^T transposed, V copied)."""
         C = self.p.cols
         if isinstance(b, Const):
-            tiles = host.weight_tiles(b.value, lay, C)
+            tiles = functools.cache(lambda: host.weight_tiles(b.value, lay, C))
             return lambda j: self.consts.get(self.em, ("weight", b.name, lay, j), WGT,
-                                              lambda: host.wgt_bytes(tiles[j]))
+                                              lambda: host.wgt_bytes(tiles()[j]), K)
         if isinstance(b, Transposed):                 # K^T: keys across the word's bytes
             parts = _row_parts(b.base)
 

@@ -59,6 +59,7 @@ class StepProgram:
     sources: list[tuple[Any, int, int]]
     out: Buf
     key: tuple[int, int, int, int]
+    macs: int = 0                   # useful MACs of its GEMMs
 
 
 @dataclass
@@ -80,6 +81,11 @@ def phantom_model(cfg: Config) -> QuantModel:
             arr[:] = 1
         tensors[name] = arr
     return QuantModel(cfg, 0, tensors, {}, {})
+
+
+def steady_segment(mc) -> int:
+    """The first segment whose memory bank and left-context cache are full."""
+    return max(mc.max_memory, -(-mc.left_context // mc.segment_length))
 
 
 def ring_state(mc, segment: int) -> tuple[int, int, int, int]:
@@ -184,11 +190,13 @@ class StreamCompiler:
                                  {WGT: self.rings["wgt"], ACC: self.rings["acc_const"],
                                   PMEM: self.rings["pmem"]})
         if resident[VMEM]:                 # the rsqrt table's source is a resident table too
-            self.consts.get(None, RSQRT_KEY, VMEM, _rsqrt_words(C))
+            self.consts.get(None, RSQRT_KEY, VMEM, _rsqrt_words(C), _rsqrt_count(C))
 
     def _plan(self) -> None:
-        """Decide, per bank, whether its constants are resident: compile segment 0 with every
-        constant resident in unbounded regions, measure, keep resident what fits."""
+        """Decide, per bank, whether its constants are resident: compile the steady-state
+        segment (full rings: the largest tensors) with every constant resident in unbounded
+        regions and without dependency tracking, measure, keep resident what fits; then
+        compile it for real, which places every constant."""
         p = self.p
         depth = {WGT: p.wgt_depth, ACC: p.acc_depth, PMEM: p.pmem_depth, VMEM: p.vmem_depth}
         top = MAX_BANK_WORDS - 1                   # the largest address a field can hold
@@ -197,14 +205,16 @@ class StreamCompiler:
                                                         "pmem_depth", "vmem_depth"), top))
         real = self.p
         self.p = probe
-        self._regions(dict.fromkeys(depth, True), big, measure=True)
-        self._compile(0)
+        # the probe holds two layers' state (as when spilled): the plan needs its size only
+        self._regions(dict.fromkeys(depth, True), big, measure=True, spill=True)
+        steady = self.steady_segment
+        self._compile(steady, track=False)
         used = {b: self.consts.words(b) for b in depth}
         heap = self.heap_high - self.heap_base
         biggest = {name: self.rings[name].biggest for name in ("act", "wgt")}
         self.p = real
         self._steps.clear()
-        state = self.state_words + self.input_words
+        state = self.layers * self.layer_state_words + self.input_words
         # a step's working set must fit; the state spills to the host when it does not
         spill = heap + state > depth[VMEM]
         if spill:
@@ -224,10 +234,15 @@ class StreamCompiler:
         self._regions(fits, used, spill=spill,
                       ring_words={"act": 2 * biggest["act"], **(
                           {"wgt": 2 * biggest["wgt"]} if fits[WGT] else {})})
-        self._steps[ring_state(self.mc, 0)] = self._compile(0)   # places every constant
+        self._steps[ring_state(self.mc, steady)] = self._compile(steady)   # places constants
         self.consts.frozen = True
 
     # ------------------------------------------------------------------ programs
+    @property
+    def steady_segment(self) -> int:
+        """The first segment that sees a full memory bank and left-context cache."""
+        return steady_segment(self.mc)
+
     def state(self, segment: int) -> GoldenState:
         mh, mcnt, lh, lcnt = ring_state(self.mc, segment)
         r = self.ring_bufs
@@ -241,9 +256,9 @@ class StreamCompiler:
             self._steps[key] = self._compile(segment)
         return self._steps[key]
 
-    def _compile(self, segment: int) -> StepProgram:
+    def _compile(self, segment: int, track: bool = True) -> StepProgram:
         mc, p = self.mc, self.p
-        em = Emitter(p)
+        em = Emitter(p, track)
         heap = Heap(VMEM, self.heap_base, p.vmem_depth, "the step's tensors")
         input_region = Region(VMEM, self.fixed.top, self.heap_base, "the input rows")
         ops = InstrOps(mc, p, em, self.consts, heap, input_region,
@@ -261,7 +276,7 @@ class StreamCompiler:
         em.store(VMEM, out.addr, out.rows * out.row_words, "out")
         self.heap_high = max(self.heap_high, heap.high)
         out.alloc = None
-        return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment))
+        return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment), em.macs)
 
     def _spill(self, em: Emitter, layer: int, segment: int) -> None:
         """Spilled state: before layer ``layer`` (or after the last one), STORE the previous
@@ -284,9 +299,9 @@ class StreamCompiler:
             src = self.consts.placed[RSQRT_KEY][1]
         else:
             src = self.heap_base
-            words = _rsqrt_words(self.p.cols)()
-            self.consts.data[RSQRT_KEY] = words
-            em.load(VMEM, src, len(words), ("const", RSQRT_KEY))
+            n = _rsqrt_count(self.p.cols)
+            self.consts.register(RSQRT_KEY, VMEM, _rsqrt_words(self.p.cols), n)
+            em.load(VMEM, src, n, ("const", RSQRT_KEY))
         em.emit(isa.Instr("VLUT", {"table": 1, "src": src}))
         return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
 
@@ -323,7 +338,7 @@ class StreamCompiler:
                 if words is None:
                     words = np.zeros((count, p.word_bytes(bank)), np.uint8)
             else:
-                words = self.consts.data[source[1]]
+                words = self.consts.data_of(source[1], count)
             if len(words) != count or words.shape[1] != p.word_bytes(bank):
                 raise LayerCompileError(f"data of {source} is {words.shape}, the LOAD takes "
                                         f"{count} words of {p.word_bytes(bank)} bytes")
@@ -381,8 +396,12 @@ class StreamCompiler:
         return {i: got[f"spill.L{i}"] for i in range(self.layers) if f"spill.L{i}" in got}
 
 
+def _rsqrt_count(cols: int) -> int:
+    return -(-len(intops.RSQRT_LUT) // cols)
+
+
 def _rsqrt_words(cols: int):
     return lambda: host.vmem_bytes(host.table_words(intops.RSQRT_LUT, cols))
 
 
-__all__ = ["StepProgram", "StreamCompiler", "phantom_model", "ring_state"]
+__all__ = ["StepProgram", "StreamCompiler", "phantom_model", "ring_state", "steady_segment"]

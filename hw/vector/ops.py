@@ -26,6 +26,7 @@ from hw.opspec import (
     overlap,
     past_end,
     pick,
+    strided,
     zero,
 )
 from hw.uarch import ACC, ACT, BANK_KEYS, PMEM, VMEM, WGT, AccelParams
@@ -391,9 +392,7 @@ def _mcopy_span(a) -> Any:
 
 
 def _mcopy_reads(a) -> list:
-    if a.stride == 1:
-        return [(VMEM, a.src, a.src + a.count)]
-    return [(VMEM, a.src + i * a.stride, a.src + i * a.stride + 1) for i in range(a.count)]
+    return strided(VMEM, a.src, a.count, a.stride)
 
 
 def _mcopy_exec(m: Machine, a, where: str) -> None:

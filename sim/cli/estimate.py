@@ -1,8 +1,9 @@
 """``foldaccel estimate gemm|layer|model`` and ``foldaccel sweep``: the performance model.
 
-The estimator compiles GEMMs with the accelerator's compiler and times them with the
-accelerator's timing model (cycles equal the RTL's counters); vector-unit work is analytic
-(``docs/PERF_MODEL.md``). It imports neither torch nor amaranth.
+The estimator compiles the programs the RTL would run (a GEMM with the GEMM compiler, a
+stream of segments with the layer compiler) and times them with the accelerator's timing
+model, so its cycles equal the RTL's counters (``docs/PERF_MODEL.md``). It imports neither
+torch nor amaranth.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def _positive(text: str) -> int:
     return v
 
 
+def _layers(text: str) -> int | None:
+    """``--layers``: a positive count or ``all`` (None)."""
+    if text == "all":
+        return None
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive layer count or "
+                                         "'all'") from None
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(p) for p in text.split(",")]
@@ -57,9 +69,9 @@ def _energy_arg(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="cycles, SRAM, traffic, energy without RTL",
-                       description="Performance model: cycles (equal to the RTL's counters "
-                       "for compiled programs), utilization, SRAM per bank, host/DRAM traffic "
-                       "under two weight policies, energy and real-time factor.")
+                       description="Performance model: cycles (equal to the RTL's counters: "
+                       "the estimator times the programs the RTL runs), utilization, SRAM per "
+                       "bank, host/DRAM traffic, energy and real-time factor.")
     esub = p.add_subparsers(dest="estimate_command", metavar="SUBCOMMAND")
     esub.required = True
 
@@ -82,12 +94,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(g)
     g.set_defaults(func=cmd_gemm)
 
-    lay = esub.add_parser("layer", help="one encoder layer over S streaming segments",
-                          description="One layer over the first S segments (memory bank and "
-                          "left-context cache filling up); cycles are the total.")
+    lay = esub.add_parser("layer", help="the encoder's layers over S streaming segments",
+                          description="The programs of 'foldaccel rtl layer' with the same "
+                          "arguments: the first S segments (memory bank and left-context cache "
+                          "filling up) through L layers; cycles are the total of the step "
+                          "programs (the preload is reported apart), equal to the RTL's.")
     add_config_args(lay)
     lay.add_argument("--segments", type=_positive, default=1, metavar="S")
-    lay.add_argument("--ops", action="store_true", help="also print the per-op table")
+    lay.add_argument("--layers", type=_layers, default=None, metavar="L",
+                     help="first L layers, or 'all' (default)")
+    lay.add_argument("--ops", action="store_true",
+                     help="also print the last segment's program by opcode")
     _energy_arg(lay)
     add_json_arg(lay)
     lay.set_defaults(func=cmd_layer)
@@ -100,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--compare-fold", type=_int_list, metavar="N,N,...",
                      help="folding report over these fold factors (fold 1 is the baseline)")
     mod.add_argument("--plot", metavar="PATH", help="with --compare-fold: save a PNG")
-    mod.add_argument("--ops", action="store_true", help="also print one layer's op table")
+    mod.add_argument("--ops", action="store_true",
+                     help="also print the segment's program by opcode")
     _energy_arg(mod)
     add_json_arg(mod)
     mod.set_defaults(func=cmd_model)
@@ -151,21 +169,24 @@ def _print_summary(est: dict, title: str) -> None:
              "yes" if est["sram_fits"][b] else "NO", est["sram_reads"][b], est["sram_writes"][b]]
             for b in BANKS]
     busy = ", ".join(f"{u} {v:,}" for u, v in est["busy"].items() if v)
-    print(f"cycles {est['cycles']:,} ({est['time_us']:,.2f} us), utilization "
+    print(f"cycles {est['cycles']:,} ({est['time_us']:,.2f} us), MAC utilization "
           f"{100 * est['utilization']:.1f}%, MACs {est['macs']:,}, busy: {busy}, stall "
           f"{est['stall']:,}")
     print(format_table(["bank", "peak bytes", "capacity", "fits", "reads (B)", "writes (B)"],
                        rows))
-    t = est["traffic"]
-    e = est["energy_pj_by_policy"]
-    print(format_table(
-        ["weight policy", "DRAM bytes", "weights", "activations", "preload", "energy (pJ)"],
-        [[p, t[p]["dram_bytes"], t[p]["weight_bytes"], t[p]["activation_bytes"],
-          t[p]["preload_bytes"], round(e[p])] for p in ("streamed", "resident")]))
-    print(f"weight policy in use: {est['weight_policy']} (resident needs "
-          f"{t['resident']['wgt_sram_kib']:,} KiB of weight SRAM); energy "
-          f"{est['energy_pj'] / 1e6:,.3f} uJ")
-    bd = est["energy_breakdown_pj"][est["weight_policy"]]
+    h = est["host_bytes"]
+    print(format_table(["host traffic", "bytes"],
+                       [["in: input rows", h["in_input"]], ["in: weights/constants",
+                                                            h["in_weights"]],
+                        ["in: spilled state", h["in_state"]], ["out: output rows", h["out"]],
+                        ["out: spilled state", h["out_state"]],
+                        ["total (DRAM)", est["dram_bytes"]]]))
+    if "weights" in est and "preload" in est:
+        pre = est["preload"]
+        print(f"weights {est['weights']}, state {est['state']}; preload program "
+              f"{pre['cycles']:,} cycles, {pre['bytes']:,} bytes (once, not in the cycles)")
+    print(f"energy {est['energy_pj'] / 1e6:,.3f} uJ")
+    bd = est["energy_breakdown_pj"]
     print("energy breakdown: " + ", ".join(f"{k} {100 * v / bd['total']:.1f}%"
                                            for k, v in bd.items() if k != "total"))
     if "rtf" in est:
@@ -174,9 +195,8 @@ def _print_summary(est: dict, title: str) -> None:
 
 
 def _print_ops(ops: list[dict]) -> None:
-    print(format_table(["op", "kind", "shape", "count", "cycles", "MACs"],
-                       [[o["name"], o["kind"], o["shape"], o["count"], o["cycles"], o["macs"]]
-                        for o in ops]))
+    print(format_table(["opcode", "unit", "instructions", "unit occupancy (cycles)"],
+                       [[o["op"], o["unit"], o["count"], o["occupancy"]] for o in ops]))
 
 
 # ------------------------------------------------------------------------------ handlers
@@ -214,10 +234,10 @@ def cmd_layer(args: argparse.Namespace) -> int:
     cfg = _config(args)
     table = load_energy_table(args.energy_table)
     try:
-        est = estimate_layer(cfg, args.segments, table=table)
+        est = estimate_layer(cfg, args.segments, args.layers, table=table, ops=args.ops)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
-    return _show(est, args, cfg, f"one layer, {args.segments} segment(s), fold "
+    return _show(est, args, cfg, f"{est['layers']} layer(s), {args.segments} segment(s), fold "
                  f"{cfg.model.fold_factor} ({cfg.source}); per-segment cycles "
                  f"{est['per_segment_cycles']}")
 
@@ -232,14 +252,14 @@ def cmd_model(args: argparse.Namespace) -> int:
         if args.compare_fold:
             rep = compare_fold(cfg, args.compare_fold, table=table)
         else:
-            est = estimate_model(cfg, table=table)
+            est = estimate_model(cfg, table=table, ops=args.ops)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     if args.compare_fold:
         return _fold_report(rep, args)
     m = cfg.model
-    return _show(est, args, cfg, f"one segment through {m.n_layers} layers, fold "
-                 f"{m.fold_factor} ({cfg.source}); {est['layer_cycles']:,} cycles per layer")
+    return _show(est, args, cfg, f"steady-state segment {est['segment']} through "
+                 f"{m.n_layers} layers, fold {m.fold_factor} ({cfg.source})")
 
 
 def _fold_report(rep: dict, args: argparse.Namespace) -> int:
@@ -247,10 +267,8 @@ def _fold_report(rep: dict, args: argparse.Namespace) -> int:
     if args.plot:
         from sim.fileio import atomic_write
         from sim.perf.plots import fold_plot
-        bars = {"weight bytes": "weight_bytes", "DRAM bytes\n(streamed)": "dram_bytes_streamed",
-                "energy\n(streamed)": "energy_pj_streamed",
-                "energy\n(resident)": "energy_pj_resident", "cycles": "cycles",
-                "MACs": "macs"}
+        bars = {"constant\nbytes": "weight_bytes", "DRAM bytes": "dram_bytes",
+                "energy": "energy_pj", "cycles": "cycles", "MACs": "macs"}
         rel = {label: [rep["metrics"][k][str(f)] / rep["metrics"][k]["1"] for f in folds]
                for label, k in bars.items()}
         path = Path(args.plot)
@@ -273,8 +291,8 @@ def _fold_report(rep: dict, args: argparse.Namespace) -> int:
                  vals[str(f)] < 100 else round(vals[str(f)]) for f in folds]
         rows.append([label, *cells,
                      *[f"{-100 * red[str(f)] + 0.0:+.1f}%" for f in folds[1:]]])
-    print(f"folding report ({rep['config']}); weight policy per fold: "
-          + ", ".join(f"{f}: {p}" for f, p in rep["weight_policy"].items()))
+    print(f"folding report ({rep['config']}); weights / state per fold: "
+          + ", ".join(f"{f}: {p} / {rep['state'][f]}" for f, p in rep["weights"].items()))
     print(format_table(header, rows))
     return 0
 

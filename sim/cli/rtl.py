@@ -195,7 +195,8 @@ def gemm(args: argparse.Namespace) -> int:
 def layer(args: argparse.Namespace) -> int:
     from hw.layer.symbols import LayerCompileError
     from model.export import ExportError, load_export
-    from sim.rtl.layer_run import report_dict, run_stream
+    from sim.rtl.layer_run import run_stream
+    from sim.stream import report_dict
 
     cfg = config_from_args(args)
     if args.seed < 0:

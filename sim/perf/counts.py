@@ -41,6 +41,8 @@ class Counts:
     sram_peak: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))
     host_in_bytes: int = 0       # activations/data host -> chip (weights excluded)
     host_out_bytes: int = 0      # chip -> host
+    state_in_bytes: int = 0      # of host_in_bytes: spilled streaming state loaded back
+    state_out_bytes: int = 0     # of host_out_bytes: streaming state spilled to the host
     # weights and parameters host -> chip, by destination bank (from DRAM when streamed)
     weight_loads: dict[str, int] = field(default_factory=lambda: _zeros(BANKS))
     instructions: int = 0

@@ -1,92 +1,33 @@
-"""Estimates of a GEMM, a layer over segments, and the whole model — without RTL or torch.
+"""Estimates of a GEMM, any program, a stream of segments and the whole model, without RTL.
 
-Composition (``docs/PERF_MODEL.md``):
+Everything is a compiled program timed by the accelerator's timing model
+(``docs/PERF_MODEL.md``), so ``cycles`` equal the RTL's counters for the same arguments:
 
-* a GEMM is the compiler's program for it, timed by the accelerator's timing model
-  (:mod:`sim.perf.gemm`): its cycles equal the RTL's counters;
-* a layer step is the sequence of :func:`sim.perf.workload.layer_steps`: its GEMM programs and
-  the vector-unit ops of :mod:`sim.perf.vector` (analytic, not yet RTL-verified), run one
-  after the other, plus loading the vector unit's parameters;
-* the model step is ``n_layers`` layer steps plus :func:`model_io_ops`: the int16 input
-  chunk from the host, layer 0's memory vector (``sum_rows_i16`` of the raw segment, then one
-  requantization) and the int16 output to the host.
+* a GEMM: the GEMM compiler's program (:mod:`sim.perf.gemm`);
+* a layer stream (:func:`estimate_layer`): the layer compiler's step program of each
+  segment (``hw/layer/compiler.py``, what ``foldaccel rtl layer`` runs; memory bank and
+  left-context cache filling up), ``cycles`` their sum, the preload program reported apart;
+* the model (:func:`estimate_model`): the step program of one steady-state segment (full
+  bank and cache) through all layers.
 
-Every estimate is reported by :func:`report`: cycles, busy cycles per unit, utilization, peak
-SRAM per bank, SRAM reads/writes per bank, host/DRAM traffic and energy under the two weight
-policies, and (for layers and models) the real-time factor.
+SRAM, traffic and energy are read off the same programs' instructions (:mod:`sim.perf.layer`,
+:mod:`sim.perf.program`). :func:`report` turns counts into the result dict: cycles, busy
+cycles per unit, utilization, peak SRAM per bank, SRAM reads/writes per bank, host bytes by
+kind, energy, and for streams the weight and state placement and the real-time factor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from hw.uarch import bank_kib
-from model.accounting import layer_weight_bytes
-from model.config import Config, HardwareConfig, ModelConfig
+from model.config import Config, HardwareConfig
 from sim.perf.counts import BANKS, UNITS, Counts, total
 from sim.perf.energy import HOROWITZ_45NM, EnergyTable
 from sim.perf.gemm import gemm_counts, program_counts, rtl_counters
-from sim.perf.vector import (
-    EXP_LUT_BYTES,
-    VectorOp,
-    host_transfer,
-    vector_cost,
-    vector_param_bytes,
-    vector_param_load,
-)
-from sim.perf.workload import GemmOp, Step, layer_steps, live_peak, state_bytes
 
-POLICIES = ("streamed", "resident")
 #: Size of the LUTs the vector unit reads (exp and rsqrt tables), for their read energy.
 LUT_KIB = 0.5
-
-
-@dataclass(frozen=True)
-class OpResult:
-    name: str
-    kind: str
-    shape: str
-    count: int
-    counts: Counts
-
-
-def op_result(op: GemmOp | VectorOp, hw: HardwareConfig) -> OpResult:
-    """Counts of one GEMM op (program, timing model) or vector op (analytic model)."""
-    if isinstance(op, GemmOp):
-        c = gemm_counts(op.m, op.k, op.n, hw, bias=op.bias, weight=op.weight,
-                        relu=op.relu) * op.count
-        return OpResult(op.name, "gemm", f"{op.m}x{op.k}x{op.n}", op.count, c)
-    return OpResult(op.name, op.kind, f"{op.rows}x{op.width}", op.count, vector_cost(op, hw))
-
-
-def layer_weight_bytes_unique(mc: ModelConfig) -> int:
-    """Deployed parameter bytes of one layer: int8 matrices and int32 biases
-    (:func:`model.accounting.layer_weight_bytes`), a 32-bit requant parameter per output
-    channel of the six weight GEMMs and one per tensor for scores and attn@V, LayerNorm
-    gamma (int8) + beta (int32), and the exp LUT."""
-    wb = layer_weight_bytes(mc)
-    nf = mc.ffn_fold
-    requant_params = 4 * (4 * mc.folded_dim + mc.ffn_dim // nf + mc.d_model // nf + 2)
-    return wb["matrices"] + wb["biases"] + requant_params + vector_param_bytes(mc.d_model)
-
-
-def layer_ops(cfg: Config, n_memory: int | None = None,
-              n_left: int | None = None) -> tuple[list[OpResult], list[Step]]:
-    """Per-op results of one layer step (default: steady state), including the parameter
-    load of the vector unit as op ``vector_params``."""
-    steps = layer_steps(cfg, n_memory, n_left)
-    results = [op_result(s.op, cfg.hardware) for s in steps]
-    nbytes = vector_param_bytes(cfg.model.d_model)
-    results.append(OpResult("vector_params", "param_load", f"{nbytes}B", 1,
-                            vector_param_load(nbytes, cfg.hardware)))
-    return results, steps
-
-
-def _segment_shapes(mc: ModelConfig, segments: int) -> list[tuple[int, int]]:
-    """(memories, left-context tokens) seen by segment 0, 1, ... (banks and caches fill up)."""
-    return [(min(s, mc.max_memory), min(s * mc.segment_length, mc.left_context))
-            for s in range(segments)]
 
 
 def energy_pj(c: Counts, hw: HardwareConfig, table: EnergyTable, dram_bytes: int,
@@ -110,45 +51,17 @@ def energy_pj(c: Counts, hw: HardwareConfig, table: EnergyTable, dram_bytes: int
     return out
 
 
-def _pow2_kib(nbytes: int) -> int:
-    kib = 1
-    while kib * 1024 < nbytes:
-        kib *= 2
-    return kib
-
-
-def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_unique: int,
-           segments: int = 1, audio_ms: float | None = None) -> dict[str, Any]:
-    """The estimator's result dict for counts ``c`` covering ``segments`` segments.
-
-    Weight policies: ``streamed`` = every weight byte the programs load comes from DRAM each
-    time; ``resident`` = the ``weight_bytes_unique`` are loaded once (``preload_bytes``, not
-    per segment) into a weight bank big enough to hold them next to the programs' own weight
-    bank use, so the per-segment weight loads (DRAM reads and SRAM writes) disappear and the
-    weight bank's per-byte energy is that of the bigger bank. Activations cross the host
-    interface under both. ``weight_policy`` is ``resident`` when the configured weight bank is
-    big enough, else ``streamed``; ``energy_pj`` is that policy's. ``cycles`` are those of the
-    programs as compiled, which load their weights (the RTL-verified number under both).
-    """
+def report(c: Counts, hw: HardwareConfig, table: EnergyTable,
+           weight_bytes_unique: int) -> dict[str, Any]:
+    """The estimator's result dict for counts ``c`` of programs on ``hw``: every byte that
+    crosses the host interface (input rows, constants, spilled state, outputs) is a DRAM
+    byte; ``weight_bytes_unique`` are the distinct constant bytes the programs use."""
     cap = {b: kib * 1024 for b, kib in bank_kib(hw).items()}
-    act_bytes = c.host_in_bytes + c.host_out_bytes
-    resident_kib = max(hw.wgt_sram_kib, _pow2_kib(weight_bytes_unique + c.sram_peak["wgt"]))
-    traffic = {
-        "streamed": {"dram_bytes": c.weight_bytes + act_bytes, "weight_bytes": c.weight_bytes,
-                     "activation_bytes": act_bytes, "preload_bytes": 0,
-                     "wgt_sram_kib": hw.wgt_sram_kib},
-        "resident": {"dram_bytes": act_bytes, "weight_bytes": 0, "activation_bytes": act_bytes,
-                     "preload_bytes": weight_bytes_unique, "wgt_sram_kib": resident_kib},
-    }
-    resident = Counts(**{**c.to_dict(), "sram_writes": {
-        b: c.sram_writes[b] - c.weight_loads[b] for b in BANKS}})
-    energy = {"streamed": energy_pj(c, hw, table, traffic["streamed"]["dram_bytes"]),
-              "resident": energy_pj(resident, hw, table, traffic["resident"]["dram_bytes"],
-                                    resident_kib)}
-    policy = "resident" if resident_kib == hw.wgt_sram_kib else "streamed"
+    dram = c.host_in_bytes + c.weight_bytes + c.host_out_bytes
+    energy = energy_pj(c, hw, table, dram)
     slots = c.cycles * hw.rows * hw.cols
-    needed = traffic[policy]["dram_bytes"] / c.cycles if c.cycles else 0.0
-    out: dict[str, Any] = {
+    needed = dram / c.cycles if c.cycles else 0.0
+    return {
         "cycles": c.cycles,
         "busy": dict(c.busy),
         "stall": c.stall,
@@ -163,24 +76,18 @@ def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_uniqu
         "sram_fits": {b: c.sram_peak[b] <= cap[b] for b in BANKS},
         "sram_reads": dict(c.sram_reads),
         "sram_writes": dict(c.sram_writes),
-        "host_bytes": {"in_activations": c.host_in_bytes, "in_weights": c.weight_bytes,
-                       "out": c.host_out_bytes},
+        "host_bytes": {"in_input": c.host_in_bytes - c.state_in_bytes,
+                       "in_weights": c.weight_bytes, "in_state": c.state_in_bytes,
+                       "out": c.host_out_bytes - c.state_out_bytes,
+                       "out_state": c.state_out_bytes},
+        "weight_loads": dict(c.weight_loads),
+        "dram_bytes": dram,
         "weight_bytes_unique": weight_bytes_unique,
-        "weight_policy": policy,
-        "traffic": traffic,
         "dram_bytes_per_cycle_needed": needed,
         "dram_bandwidth_ok": needed <= hw.dram_bytes_per_cycle,
-        "energy_pj": energy[policy]["total"],
-        "energy_pj_by_policy": {p: e["total"] for p, e in energy.items()},
+        "energy_pj": energy["total"],
         "energy_breakdown_pj": energy,
-        "segments": segments,
     }
-    if audio_ms is not None:
-        compute_ms = c.cycles / (hw.clock_mhz * 1e3)
-        out["audio_ms"] = audio_ms
-        out["compute_ms"] = compute_ms
-        out["rtf"] = compute_ms / audio_ms
-    return out
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -204,6 +111,7 @@ def estimate_gemm(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool = Fa
     out: dict[str, Any] = {"gemm": {"m": m, "k": k, "n": n, "bias": bias, "requant": requant,
                                     "relu": relu, "weight": weight}}
     out.update(report(c, hw, table, unique))
+    out["weights"] = "streamed"
     out["rtl_counters"] = rtl_counters(c)
     return out
 
@@ -225,114 +133,70 @@ def estimate_program(program, hw: HardwareConfig, *, macs: int | None = None,
     return out
 
 
-def _ops_table(results: list[OpResult]) -> list[dict[str, Any]]:
-    return [{"name": r.name, "kind": r.kind, "shape": r.shape, "count": r.count,
-             "cycles": r.counts.cycles, "macs": r.counts.macs, "busy": dict(r.counts.busy),
-             "sram_bytes": dict(r.counts.sram_peak)} for r in results]
-
-
-def estimate_layer(cfg: Config, segments: int = 1, *,
-                   table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
-    """One layer over the first ``segments`` segments of a stream (memory bank and left-context
-    cache filling up as in ``model/encoder.py``); ``cycles`` is the total,
-    ``per_segment_cycles`` each segment's, ``ops`` the last segment's op table."""
-    if not isinstance(segments, int) or segments < 1:
-        raise ValueError(f"segments={segments!r} must be a positive integer")
-    mc = cfg.model
-    per_segment, ops = [], None
-    for m, lc in _segment_shapes(mc, segments):
-        results, steps = layer_ops(cfg, m, lc)
-        per_segment.append(total([r.counts for r in results]))
-        ops = results, steps
-    c = total(per_segment)
-    wb = layer_weight_bytes_unique(mc)
-    # Parameters are loaded once per segment by the programs; count the unique bytes once.
-    out = report(c, cfg.hardware, table, wb, segments,
-                 audio_ms=segments * mc.segment_length * mc.frame_ms)
-    out["per_segment_cycles"] = [s.cycles for s in per_segment]
-    out["ops"] = _ops_table(ops[0])
-    out["fused_working_set_bytes"] = _working_set(cfg, ops[1])
+def _stream_estimate(cfg: Config, segments: list[int], layers: int | None,
+                     table: EnergyTable, ops: bool) -> dict[str, Any]:
+    """The step programs of ``segments`` (indices) of a stream of ``layers`` layers, timed
+    and reported together, plus the preload program and the compiler's placement."""
+    from sim.perf.layer import stream_counts
+    sc = stream_counts(cfg, segments, layers, ops)
+    mc, hw = cfg.model, cfg.hardware
+    c = total(sc.segments)
+    pre = sc.preload
+    out = report(c, hw, table, sc.unique_bytes)
+    audio_ms = len(segments) * mc.segment_length * mc.frame_ms
+    compute_ms = c.cycles / (hw.clock_mhz * 1e3)
+    out.update({
+        "segments": len(segments),
+        "layers": sc.layers,
+        "per_segment_cycles": [x.cycles for x in sc.segments],
+        "weights": "resident" if sc.resident["wgt"] else "streamed",
+        "resident": dict(sc.resident),
+        "state": "spilled" if sc.spill else "on chip",
+        "preload": {"cycles": pre.cycles, "bytes": pre.weight_bytes,
+                    "energy_pj": energy_pj(pre, hw, table, pre.weight_bytes)["total"]},
+        "audio_ms": audio_ms,
+        "compute_ms": compute_ms,
+        "rtf": compute_ms / audio_ms,
+    })
+    if ops:
+        out["ops"] = [dict(o) for o in sc.ops]
     return out
 
 
-def _working_set(cfg: Config, steps: list[Step]) -> dict[str, int]:
-    """Activation bytes a fused layer program would keep on chip: the step's live int8
-    tensors plus every layer's state (memory bank, left-context caches)."""
-    live = live_peak(cfg, steps)["act"]
-    state = state_bytes(cfg)["total"] * cfg.model.n_layers
-    return {"live": live, "state_all_layers": state, "total": live + state}
+def estimate_layer(cfg: Config, segments: int = 1, layers: int | None = None, *,
+                   table: EnergyTable = HOROWITZ_45NM, ops: bool = False) -> dict[str, Any]:
+    """The first ``segments`` segments of a stream through the first ``layers`` layers
+    (default all) -- the programs of ``foldaccel rtl layer`` with the same arguments, whose
+    ``cycles`` (the sum of the step programs') the RTL's equal. ``per_segment_cycles``:
+    each segment's; with ``ops``, ``ops`` profiles the last segment's program by opcode."""
+    if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+        raise ValueError(f"segments={segments!r} must be a positive integer")
+    return _stream_estimate(cfg, list(range(segments)), layers, table, ops)
 
 
-def model_io_ops(cfg: Config) -> list[OpResult]:
-    """The model step's work outside the layers, in order (``model/golden.py``,
-    ``GoldenEncoder.infer``): the int16 input chunk (``L+R`` frames) from the host; layer 0's
-    memory vector, ``sum_rows_i16`` of the segment's ``L`` raw int16 frames and one
-    ``requantize`` to int8; after the last layer, the int16 segment output (``L`` rows) to
-    the host."""
-    mc, hw = cfg.model, cfg.hardware
-    d, seg, r = mc.d_model, mc.segment_length, mc.right_context
-    ops = [VectorOp("input_memory_sum", "sum_rows_i16", seg, d),
-           VectorOp("input_memory_requant", "requantize", 1, d)]
-    frames_in, frames_out = 2 * (seg + r) * d, 2 * seg * d
-    return [OpResult("input_frames", "host_in", f"{seg + r}x{d}", 1,
-                     host_transfer(frames_in, hw, into_chip=True)),
-            *(op_result(op, hw) for op in ops),
-            OpResult("output_frames", "host_out", f"{seg}x{d}", 1,
-                     host_transfer(frames_out, hw, into_chip=False))]
-
-
-def model_counts(cfg: Config) -> tuple[Counts, list[OpResult], list[Step]]:
-    """Counts of one steady-state segment through the model, and one layer's ops."""
-    results, steps = layer_ops(cfg)
-    layer = total([r.counts for r in results])
-    return layer * cfg.model.n_layers + total([r.counts for r in model_io_ops(cfg)]), \
-        results, steps
-
-
-def estimate_model(cfg: Config, *, table: EnergyTable = HOROWITZ_45NM) -> dict[str, Any]:
-    """One steady-state segment (full memory bank and left-context cache) through all layers;
-    ``rtf`` = compute time / ``segment_length * frame_ms``."""
-    mc = cfg.model
-    c, results, steps = model_counts(cfg)
-    wb = mc.n_layers * layer_weight_bytes_unique(mc)
-    out = report(c, cfg.hardware, table, wb, 1, audio_ms=mc.segment_length * mc.frame_ms)
-    layer = total([r.counts for r in results])
-    layer_energy = energy_pj(layer, cfg.hardware, table, layer.weight_bytes
-                             + layer.host_in_bytes + layer.host_out_bytes)["total"]
-    out["layer_cycles"] = layer.cycles
-    # layer 0 also receives the input chunk and computes its memory vector; the last layer
-    # sends the output
-    io = model_io_ops(cfg)
-    extra = [0] * mc.n_layers
-    for r in io:
-        extra[-1 if r.kind == "host_out" else 0] += r.counts.cycles
-    out["layers"] = [{"layer": i, "cycles": layer.cycles + extra[i],
-                      "energy_pj_streamed": layer_energy} for i in range(mc.n_layers)]
-    out["ops"] = _ops_table(results)
-    out["model_ops"] = _ops_table(io)
-    out["fused_working_set_bytes"] = _working_set(cfg, steps)
-    out["exp_lut_bytes"] = EXP_LUT_BYTES
+def estimate_model(cfg: Config, *, table: EnergyTable = HOROWITZ_45NM,
+                   ops: bool = False) -> dict[str, Any]:
+    """One steady-state segment (full memory bank and left-context cache: segment
+    ``steady_segment``) through all layers; ``rtf`` = compute time / segment audio; ``ops``
+    as in :func:`estimate_layer`."""
+    from hw.layer.compiler import steady_segment
+    out = _stream_estimate(cfg, [steady_segment(cfg.model)], None, table, ops)
+    out["segment"] = steady_segment(cfg.model)
     return out
 
 
 #: Metrics of the folding report: (key, label, getter on an estimate_model result).
 FOLD_METRICS = (
-    ("weight_bytes", "weight bytes (deployed)", lambda e: e["weight_bytes_unique"]),
-    ("sram_bytes", "peak SRAM, programs (bytes)", lambda e: sum(e["sram_bytes"].values())),
-    ("working_set_bytes", "fused working set (bytes)",
-     lambda e: e["fused_working_set_bytes"]["total"]),
-    ("dram_bytes_streamed", "DRAM / segment, streamed",
-     lambda e: e["traffic"]["streamed"]["dram_bytes"]),
-    ("dram_bytes_resident", "DRAM / segment, resident",
-     lambda e: e["traffic"]["resident"]["dram_bytes"]),
-    ("energy_pj_streamed", "energy / segment, streamed (pJ)",
-     lambda e: e["energy_pj_by_policy"]["streamed"]),
-    ("energy_pj_resident", "energy / segment, resident (pJ)",
-     lambda e: e["energy_pj_by_policy"]["resident"]),
-    ("power_mw_streamed", "power at real time, streamed (mW)",
-     lambda e: e["energy_pj_by_policy"]["streamed"] / e["audio_ms"] * 1e-6),
+    ("weight_bytes", "constant bytes (deployed)", lambda e: e["weight_bytes_unique"]),
+    ("sram_bytes", "peak SRAM, all banks (bytes)", lambda e: sum(e["sram_bytes"].values())),
+    ("dram_bytes", "host/DRAM bytes / segment", lambda e: e["dram_bytes"]),
+    ("weight_dram_bytes", "weight bytes streamed / segment",
+     lambda e: e["host_bytes"]["in_weights"]),
+    ("energy_pj", "energy / segment (pJ)", lambda e: e["energy_pj"]),
+    ("power_mw", "power at real time (mW)", lambda e: e["energy_pj"] / e["audio_ms"] * 1e-6),
     ("cycles", "cycles / segment", lambda e: e["cycles"]),
     ("macs", "MACs / segment", lambda e: e["macs"]),
+    ("utilization", "MAC utilization", lambda e: e["utilization"]),
     ("rtf", "real-time factor", lambda e: e["rtf"]),
 )
 
@@ -354,4 +218,5 @@ def compare_fold(cfg: Config, folds: list[int], *,
             "metrics": {k: {str(f): v for f, v in m.items()} for k, m in metrics.items()},
             "reduction_vs_fold1": {k: {str(f): v for f, v in m.items()}
                                    for k, m in reduction.items()},
-            "weight_policy": {str(f): results[f]["weight_policy"] for f in order}}
+            "weights": {str(f): results[f]["weights"] for f in order},
+            "state": {str(f): results[f]["state"] for f in order}}

@@ -24,7 +24,7 @@ from pathlib import Path
 from model.config import HardwareConfig
 from sim.fileio import atomic_write, build_root
 from sim.perf.counts import RTL_BUSY, Counts
-from sim.perf.program import traffic_counts
+from sim.perf.program import timed_counts
 from sim.perf.sources import estimate_digest
 
 
@@ -43,16 +43,7 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
     instructions. ``weight``: the WGT-bank loads are weights (else activations, e.g. K^T);
     ACC-bank loads (bias and requant parameter words) always count as weights."""
     from hw.isa import instructions
-    from hw.timing import program_cycles
-    from hw.uarch import as_params
-    p = as_params(hw)
-    instrs = instructions(program)
-    cyc = program_cycles(instrs, p)
-    c, loads = traffic_counts(instrs, p)
-    c.cycles = cyc["total"]
-    c.stall = cyc["stall"]
-    for key, unit in RTL_BUSY.items():
-        c.busy[unit] = cyc[key]
+    c, loads = timed_counts(instructions(program), hw)
     c.macs = macs
     c.weight_loads["acc"] = loads["acc"]
     c.weight_loads["wgt"] = loads["wgt"] if weight else 0

@@ -15,23 +15,26 @@ caller's to supply.
 
 from __future__ import annotations
 
-from sim.perf.counts import BANKS, Counts
+from sim.perf.counts import BANKS, RTL_BUSY, Counts
 
 
-def traffic_counts(instrs: list, hw) -> tuple[Counts, dict[str, int]]:
+def traffic_counts(instrs: list, hw, footprint: dict[int, int] | None = None
+                   ) -> tuple[Counts, dict[str, int]]:
     """SRAM/host traffic, MAC slots and datapath operations of decoded ``instrs`` (no cycles).
 
     Returns ``(counts, host_in_by_bank)``: the counts (``mac_slots`` = array MAC slots,
     ``host_in_bytes`` = all LOAD bytes) and the LOAD bytes per destination bank, which the
     caller splits into weights and activations. ``hw``: a ``HardwareConfig`` or the
-    ``hw.uarch.AccelParams`` derived from it.
+    ``hw.uarch.AccelParams`` derived from it. ``footprint``: the words touched per bank when
+    already known (``Program.footprint``, the dependency tracker's), else summed here.
     """
+    import numpy as np
+
     from hw.deps import regions
-    from hw.timing import union_length
     from hw.uarch import BANK_KEYS, as_params
     p = as_params(hw)
     c = Counts()
-    ranges: dict[int, list[tuple[int, int]]] = {b: [] for b in range(len(BANK_KEYS))}
+    touched = None if footprint else [np.zeros(p.depth(b), bool) for b in range(len(BANK_KEYS))]
     loads = dict.fromkeys(BANKS, 0)
     for ins in instrs:
         t = ins.spec.need("traffic")(ins.args, p)
@@ -43,11 +46,46 @@ def traffic_counts(instrs: list, hw) -> tuple[Counts, dict[str, int]]:
         c.mac_slots += t.mac_slots
         for name, n in t.ops.items():
             c.ops[name] += n
+        if touched is None:
+            continue
         reads, writes = regions(ins, p)
-        for bank, lo, hi in reads + writes:
-            ranges[bank].append((lo, hi - 1))
+        for region in reads + writes:
+            bank, lo, hi = region[:3]
+            touched[bank][lo:hi:region[3] if len(region) > 3 else 1] = True
     c.host_in_bytes = sum(loads.values())
-    c.sram_peak = {key: union_length(ranges[b]) * p.word_bytes(b)
-                   for b, key in enumerate(BANK_KEYS)}
+    c.sram_peak = {key: (footprint[b] if touched is None else int(touched[b].sum()))
+                   * p.word_bytes(b) for b, key in enumerate(BANK_KEYS)}
     c.instructions = len(instrs)
     return c, loads
+
+
+def timed_counts(instrs: list, hw, footprint: dict[int, int] | None = None
+                 ) -> tuple[Counts, dict[str, int]]:
+    """:func:`traffic_counts` plus the cycle counters of :func:`hw.timing.program_cycles`
+    (``cycles``, ``stall``, busy cycles per unit): what the RTL's counters report."""
+    from hw.timing import program_cycles
+    from hw.uarch import as_params
+    p = as_params(hw)
+    cyc = program_cycles(instrs, p)
+    c, loads = traffic_counts(instrs, p, footprint)
+    c.cycles = cyc["total"]
+    c.stall = cyc["stall"]
+    for key, unit in RTL_BUSY.items():
+        c.busy[unit] = cyc[key]
+    return c, loads
+
+
+def op_profile(instrs: list, hw) -> list[dict]:
+    """Per opcode, in order of first use: instructions, unit, and the cycles the unit is
+    occupied by them (their timing rules' ``free``; overlapping units run concurrently)."""
+    from hw.uarch import UNITS, as_params
+    p = as_params(hw)
+    out: dict[str, dict] = {}
+    for ins in instrs:
+        if ins.unit is None:
+            continue
+        row = out.setdefault(ins.op, {"op": ins.op, "unit": UNITS[ins.unit].lower(),
+                                      "count": 0, "occupancy": 0})
+        row["count"] += 1
+        row["occupancy"] += ins.spec.need("cost")(ins.args, p).free
+    return list(out.values())

@@ -38,12 +38,14 @@ AXES: dict[str, tuple[str, ...]] = {
     "act_kib": ("act_sram_kib",),
     "wgt_kib": ("wgt_sram_kib",),
     "acc_kib": ("acc_sram_kib",),
+    "vmem_kib": ("vmem_kib",),
+    "pmem_kib": ("pmem_kib",),
 }
 
 #: Columns of sweep.csv, in order.
-COLUMNS = ("rows", "cols", "fold", "act_kib", "wgt_kib", "acc_kib", "sram_kib", "feasible",
-           "cycles", "compute_ms", "rtf", "utilization", "energy_uj", "weight_policy",
-           "dram_kib_streamed", "dram_kib_resident", "weight_kib", "sram_peak_kib",
+COLUMNS = ("rows", "cols", "fold", "act_kib", "wgt_kib", "acc_kib", "vmem_kib", "pmem_kib",
+           "sram_kib", "feasible", "cycles", "compute_ms", "rtf", "utilization", "energy_uj",
+           "weights", "state", "dram_kib", "weight_kib", "sram_peak_kib",
            "error", "digest", "pareto_energy_cycles", "pareto_sram_cycles")
 
 class SweepError(ValueError):
@@ -101,7 +103,9 @@ def evaluate(cfg_dict: dict[str, Any], table_dict: dict[str, Any]) -> dict[str, 
     row: dict[str, Any] = {
         "rows": hw.rows, "cols": hw.cols, "fold": mc.fold_factor,
         "act_kib": hw.act_sram_kib, "wgt_kib": hw.wgt_sram_kib, "acc_kib": hw.acc_sram_kib,
-        "sram_kib": hw.act_sram_kib + hw.wgt_sram_kib + hw.acc_sram_kib,
+        "vmem_kib": hw.vmem_kib, "pmem_kib": hw.pmem_kib,
+        "sram_kib": (hw.act_sram_kib + hw.wgt_sram_kib + hw.acc_sram_kib + hw.vmem_kib
+                     + hw.pmem_kib),
         "digest": cfg.digest()[:16],
     }
     try:
@@ -117,9 +121,9 @@ def evaluate(cfg_dict: dict[str, Any], table_dict: dict[str, Any]) -> dict[str, 
         "rtf": est["rtf"],
         "utilization": est["utilization"],
         "energy_uj": est["energy_pj"] / 1e6,
-        "weight_policy": est["weight_policy"],
-        "dram_kib_streamed": est["traffic"]["streamed"]["dram_bytes"] / 1024,
-        "dram_kib_resident": est["traffic"]["resident"]["dram_bytes"] / 1024,
+        "weights": est["weights"],
+        "state": est["state"],
+        "dram_kib": est["dram_bytes"] / 1024,
         "weight_kib": est["weight_bytes_unique"] / 1024,
         "sram_peak_kib": sum(est["sram_bytes"].values()) / 1024,
         "error": "" if fits else "peak SRAM exceeds a bank: " + ", ".join(
@@ -278,11 +282,11 @@ def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
         "energy_cycles_png": pareto_plot(
             cyc, [r.get("energy_uj", 0) for r in rows], feasible, pareto["energy_cycles"],
             folds, shapes, labels, xlabel="cycles per segment (whole model)",
-            ylabel="energy per segment (µJ, weight policy in use)",
+            ylabel="energy per segment (µJ)",
             title=f"Energy vs cycles — {name}, one segment"),
         "sram_cycles_png": pareto_plot(
             [r.get("sram_peak_kib", 0) for r in rows], cyc, feasible, pareto["sram_cycles"],
-            folds, shapes, labels, xlabel="peak SRAM occupancy, act + wgt + acc (KiB)",
+            folds, shapes, labels, xlabel="peak SRAM occupancy, all banks (KiB)",
             ylabel="cycles per segment (whole model)",
             title=f"Cycles vs SRAM — {name}, one segment"),
     }
@@ -297,6 +301,7 @@ def _csv_cell(v: Any) -> Any:
 
 def _label(r: dict[str, Any], axes: dict[str, list[int]]) -> str:
     parts = [f"{r['rows']}x{r['cols']}", f"N={r['fold']}"]
-    if any(a in axes for a in ("sram_kib", "act_kib", "wgt_kib", "acc_kib")):
+    if any(a in axes for a in ("sram_kib", "act_kib", "wgt_kib", "acc_kib", "vmem_kib",
+                               "pmem_kib")):
         parts.append(f"{r['sram_kib']}KiB")
     return " ".join(parts)
