@@ -116,9 +116,9 @@ class DepTracker:
                     f"<= {self.count[v] - need[v]}")
         self._record(ins, after, touched)
 
-    def footprint(self) -> dict[int, int]:
-        """Per bank, the number of words the recorded instructions read or write."""
-        return {b: int(np.count_nonzero((self.last[b] >= 0).any(axis=(1, 2)))) for b in BANKS}
+    def footprint(self) -> dict[int, np.ndarray]:
+        """Per bank, a mask of the words the recorded instructions read or write."""
+        return {b: (self.last[b] >= 0).any(axis=(1, 2)) for b in BANKS}
 
     # ------------------------------------------------------------------ internals
     def _record_control(self, ins: Instr) -> Instr:

@@ -43,8 +43,8 @@ class Program:
     instrs: list[Instr]
     din: np.ndarray
     outputs: list[Output] = field(default_factory=list)
-    #: per bank, the words the instructions touch (from the dependency tracker), or None
-    footprint: dict[int, int] | None = None
+    #: per bank, a mask of the words the instructions touch (the dependency tracker's)
+    footprint: dict[int, np.ndarray] | None = None
 
     def words(self) -> list[int]:
         return isa.encode_program(self.instrs)

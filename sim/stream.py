@@ -146,10 +146,9 @@ def describe_compiler(report: StreamReport, sc: StreamCompiler, programs) -> Non
 
 def sram_peak(programs, p) -> dict[str, int]:
     """Peak SRAM bytes per bank the programs touch together (their static footprint)."""
-    from sim.perf.program import traffic_counts
+    from sim.perf.program import footprint_bytes
 
-    instrs = [ins for prog in programs for ins in prog.instrs]
-    return dict(traffic_counts(instrs, p)[0].sram_peak)
+    return footprint_bytes(programs, p)
 
 
 def isa_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = None, *,

@@ -131,4 +131,4 @@ def test_footprint_by_hand():
     b.emit(Instr("MCOPY", {"src": 10, "dst": 20, "count": 2, "bank": 0, "stride": 1}))
     b.store(VMEM, 20, 2, "out")
     prog = b.finish()
-    assert prog.footprint[VMEM] == 4                    # 10, 11, 20, 21
+    assert list(prog.footprint[VMEM].nonzero()[0]) == [10, 11, 20, 21]

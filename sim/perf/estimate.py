@@ -143,6 +143,9 @@ def _stream_estimate(cfg: Config, segments: list[int], layers: int | None,
     c = total(sc.segments)
     pre = sc.preload
     out = report(c, hw, table, sc.unique_bytes)
+    # the stream's programs share the banks: its SRAM is the words they touch together
+    out["sram_bytes"] = dict(sc.footprint_bytes)
+    out["sram_fits"] = {b: v <= out["sram_capacity_bytes"][b] for b, v in out["sram_bytes"].items()}
     audio_ms = len(segments) * mc.segment_length * mc.frame_ms
     compute_ms = c.cycles / (hw.clock_mhz * 1e3)
     out.update({

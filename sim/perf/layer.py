@@ -29,7 +29,7 @@ from hw.uarch import BANK_KEYS, BANK_NAMES
 from model.config import Config, config_from_dict
 from sim.fileio import atomic_write, build_root
 from sim.perf.counts import Counts
-from sim.perf.program import op_profile, timed_counts
+from sim.perf.program import footprint_bytes, op_profile, timed_counts
 from sim.perf.sources import estimate_digest
 
 
@@ -74,6 +74,7 @@ class StreamCounts:
     resident: dict[str, bool]        # per bank (lower-case name): constants resident
     spill: bool                      # streaming state spilled to the host
     unique_bytes: int                # distinct constant bytes the programs use
+    footprint_bytes: dict[str, int]  # per bank: words the programs touch together, in bytes
     ops: list[dict[str, Any]]        # the last segment's program by opcode
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,10 +101,13 @@ def stream_counts_uncached(cfg: Config, segments: tuple[int, ...], layers: int |
         if key not in memo:
             memo[key] = step_counts(sc, sc.step(s))
         parts.append(memo[key])
-    preload = step_counts(sc, sc.preload())
+    pre = sc.preload()
+    preload = step_counts(sc, pre)
+    progs = [pre.program, *(sc.step(s).program for s in dict.fromkeys(segments))]
     return StreamCounts(sc.layers, parts, preload,
                         {BANK_NAMES[b].lower(): v for b, v in sc.resident.items()}, sc.spill,
                         sc.consts.unique_bytes(sc.p),
+                        footprint_bytes(progs, sc.p),
                         op_profile(sc.step(segments[-1]).program.instrs, sc.p) if ops else [])
 
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 from sim.perf.counts import BANKS, RTL_BUSY, Counts
 
 
-def traffic_counts(instrs: list, hw, footprint: dict[int, int] | None = None
+def traffic_counts(instrs: list, hw, footprint: dict | None = None
                    ) -> tuple[Counts, dict[str, int]]:
     """SRAM/host traffic, MAC slots and datapath operations of decoded ``instrs`` (no cycles).
 
     Returns ``(counts, host_in_by_bank)``: the counts (``mac_slots`` = array MAC slots,
     ``host_in_bytes`` = all LOAD bytes) and the LOAD bytes per destination bank, which the
     caller splits into weights and activations. ``hw``: a ``HardwareConfig`` or the
-    ``hw.uarch.AccelParams`` derived from it. ``footprint``: the words touched per bank when
-    already known (``Program.footprint``, the dependency tracker's), else summed here.
+    ``hw.uarch.AccelParams`` derived from it. ``footprint``: the masks of the words touched
+    per bank when already known (``Program.footprint``, the dependency tracker's).
     """
     import numpy as np
 
@@ -34,7 +34,8 @@ def traffic_counts(instrs: list, hw, footprint: dict[int, int] | None = None
     from hw.uarch import BANK_KEYS, as_params
     p = as_params(hw)
     c = Counts()
-    touched = None if footprint else [np.zeros(p.depth(b), bool) for b in range(len(BANK_KEYS))]
+    touched = [np.zeros(p.depth(b), bool) for b in range(len(BANK_KEYS))] if footprint is None \
+        else None
     loads = dict.fromkeys(BANKS, 0)
     for ins in instrs:
         t = ins.spec.need("traffic")(ins.args, p)
@@ -53,13 +54,14 @@ def traffic_counts(instrs: list, hw, footprint: dict[int, int] | None = None
             bank, lo, hi = region[:3]
             touched[bank][lo:hi:region[3] if len(region) > 3 else 1] = True
     c.host_in_bytes = sum(loads.values())
-    c.sram_peak = {key: (footprint[b] if touched is None else int(touched[b].sum()))
-                   * p.word_bytes(b) for b, key in enumerate(BANK_KEYS)}
+    masks = footprint if touched is None else dict(enumerate(touched))
+    c.sram_peak = {key: int(np.count_nonzero(masks[b])) * p.word_bytes(b)
+                   for b, key in enumerate(BANK_KEYS)}
     c.instructions = len(instrs)
     return c, loads
 
 
-def timed_counts(instrs: list, hw, footprint: dict[int, int] | None = None
+def timed_counts(instrs: list, hw, footprint: dict | None = None
                  ) -> tuple[Counts, dict[str, int]]:
     """:func:`traffic_counts` plus the cycle counters of :func:`hw.timing.program_cycles`
     (``cycles``, ``stall``, busy cycles per unit): what the RTL's counters report."""
@@ -73,6 +75,18 @@ def timed_counts(instrs: list, hw, footprint: dict[int, int] | None = None
     for key, unit in RTL_BUSY.items():
         c.busy[unit] = cyc[key]
     return c, loads
+
+
+def footprint_bytes(programs: list, hw) -> dict[str, int]:
+    """Per bank, the bytes of the words that builder-made ``programs`` (``Program.footprint``)
+    touch together: the SRAM a stream of programs that share the banks occupies."""
+    import numpy as np
+
+    from hw.uarch import BANK_KEYS, as_params
+    p = as_params(hw)
+    return {key: int(np.count_nonzero(np.logical_or.reduce(
+        [prog.footprint[b] for prog in programs]))) * p.word_bytes(b)
+        for b, key in enumerate(BANK_KEYS)}
 
 
 def op_profile(instrs: list, hw) -> list[dict]:
