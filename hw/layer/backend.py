@@ -257,7 +257,7 @@ class Emitter:
 
     def __init__(self, p: AccelParams, track: bool = True):
         self.b = ProgramBuilder(p, track)
-        self.macs = 0                                   # useful MACs of the GEMMs emitted
+        self.gemms: list[tuple[int, int, int]] = []     # (M, K, N) of the GEMMs emitted
         self.sources: list[tuple[Any, int, int]] = []   # (source, bank, words) per LOAD
 
     def emit(self, ins: isa.Instr) -> isa.Instr:
@@ -569,7 +569,7 @@ class InstrOps:
         N = g.b.shape[1]
         lay = self._out_layout(N, g.b)
         tiles = host.tile_columns(lay, C)
-        self.em.macs += M * K * N
+        self.em.gemms.append((M, K, N))
         act = self._stage_a(g.a, M, K)
         out = self.new_buf(M, lay, "i8")
         per_tensor = self._value(m).size == 1 and self._value(s).size == 1

@@ -59,7 +59,12 @@ class StepProgram:
     sources: list[tuple[Any, int, int]]
     out: Buf
     key: tuple[int, int, int, int]
-    macs: int = 0                   # useful MACs of its GEMMs
+    gemms: list[tuple[int, int, int]] = field(default_factory=list)   # (M, K, N) of each
+
+    @property
+    def macs(self) -> int:
+        """Useful MACs of its GEMMs."""
+        return sum(m * k * n for m, k, n in self.gemms)
 
 
 @dataclass
@@ -276,7 +281,7 @@ class StreamCompiler:
         em.store(VMEM, out.addr, out.rows * out.row_words, "out")
         self.heap_high = max(self.heap_high, heap.high)
         out.alloc = None
-        return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment), em.macs)
+        return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment), em.gemms)
 
     def _spill(self, em: Emitter, layer: int, segment: int) -> None:
         """Spilled state: before layer ``layer`` (or after the last one), STORE the previous

@@ -23,6 +23,7 @@ BENCH_MODULES = [
     "sim.bench.gemm",
     "sim.bench.estimate",
     "sim.bench.vector",
+    "sim.bench.layer",
 ]
 
 Result = tuple[str, list[str], list[list]]
