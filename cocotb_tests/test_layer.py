@@ -8,6 +8,7 @@ reference is ``model/golden.py``, independent of the compiler and the RTL.
 """
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -96,3 +97,45 @@ def test_corrupted_weight_is_caught_and_named():
     text = str(first)
     assert "segment 0" in text and "layer 1" in text and "output" in text
     assert f"expected {first.expected}, got {first.got}" in text
+
+
+def test_cli_rtl_layer_json_and_exported_weights(capsys, tmp_path):
+    from sim.cli import main
+
+    tiny = str(CONFIG_DIR / "tiny.toml")
+    assert main(["rtl", "layer", "--config", tiny, "--segments", "2", "--layers", "1",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("cycles", "cycles_per_segment", "mismatches", "first_mismatch", "sram_bytes",
+                "weights", "counters", "wall_s"):
+        assert key in out, key
+    assert out["mismatches"] == 0 and out["first_mismatch"] is None
+    assert out["cycles"] == sum(out["cycles_per_segment"]) and len(out["counters"]) == 2
+    est = estimate_layer(TINY, 2, 1)
+    assert out["cycles"] == est["cycles"] and out["sram_bytes"] == est["sram_bytes"]
+    # the same model through `foldaccel export` and --weights: the same run
+    assert main(["export", "--config", tiny, "--out", str(tmp_path / "w"), "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert main(["rtl", "layer", "--config", tiny, "--weights", str(tmp_path / "w"),
+                 "--segments", "2", "--layers", "1", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["mismatches"] == 0 and again["cycles"] == out["cycles"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--layers", "3"], "--layers 3 must be in 1..2"),
+    (["--segments", "0"], "--segments 0"),
+    (["--weights", "/no/such/dir"], "/no/such/dir"),
+    (["--fold", "1", "--weights", "EXPORT"], "'model.fold_factor' = 2 differs"),
+])
+def test_cli_rtl_layer_bad_input_exits_2(capsys, tmp_path, argv, needle):
+    from sim.cli import main
+
+    tiny = str(CONFIG_DIR / "tiny.toml")
+    if "EXPORT" in argv:                          # a fold-2 export run with --fold 1
+        assert main(["export", "--config", tiny, "--out", str(tmp_path / "w")]) == 0
+        capsys.readouterr()
+        argv = [str(tmp_path / "w") if a == "EXPORT" else a for a in argv]
+    assert main(["rtl", "layer", "--config", tiny, *argv]) == 2
+    err = capsys.readouterr()
+    assert err.out == "" and needle in err.err and "Traceback" not in err.err
