@@ -104,6 +104,36 @@ def engine_design(name: str, factory: Callable[[], wiring.Component], args_bits:
     return RtlDesign(name, {f"{name}.v": text})
 
 
+#: The seed the engine tests pass to their testbenches.
+ENGINE_SEED = 2026
+
+
+def run_engine_tb(name: str, factory: Callable[[], wiring.Component], op: str, cols: int,
+                  rows: int, tb: str, cases: int, *, expect=None, testcase=None,
+                  env: dict[str, str] | None = None):
+    """Build the harness of ``factory()`` (top ``name``, ``op``'s argument layout) and run the
+    cocotb testbench ``cocotb_tests.<tb>`` with the environment :func:`testbench_params`
+    reads (plus ``env``)."""
+    from sim.rtl.runner import run_cocotb
+
+    design = engine_design(name, factory, args_bits(op), cols, rows, {"engine": op})
+    full = {"FOLDACCEL_SEED": str(ENGINE_SEED), "FOLDACCEL_COLS": str(cols),
+            "FOLDACCEL_ROWS": str(rows), "FOLDACCEL_CASES": str(cases), **(env or {})}
+    return run_cocotb(design, f"cocotb_tests.{tb}", env=full, expect=expect,
+                      testcase=testcase)
+
+
+def testbench_params(cols: int, rows: int, cases: int) -> tuple[int, int, int, int]:
+    """``(seed, cols, rows, cases)`` of an engine testbench: from the environment
+    :func:`run_engine_tb` sets (FOLDACCEL_SEED, _COLS, _ROWS, _CASES), else seed 1 and the
+    given defaults."""
+    import os
+
+    env = os.environ
+    return (int(env.get("FOLDACCEL_SEED", "1")), int(env.get("FOLDACCEL_COLS", str(cols))),
+            int(env.get("FOLDACCEL_ROWS", str(rows))), int(env.get("FOLDACCEL_CASES", str(cases))))
+
+
 class EngineDriver:
     """Clock, reset, memory access and one-instruction runs of an :class:`EngineHarness`."""
 

@@ -10,7 +10,6 @@ FOLDACCEL_ROWS, FOLDACCEL_CASES.
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import cocotb
@@ -22,14 +21,12 @@ from cocotb_tests.engine_harness import (
     int_to_lanes,
     lanes_to_int,
     pack_args,
+    testbench_params,
 )
 from hw.vector.timing import mcopy_latency
 from sim.rtl.scoreboard import Scoreboard
 
-SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
-C = int(os.environ.get("FOLDACCEL_COLS", "4"))
-R = int(os.environ.get("FOLDACCEL_ROWS", "4"))
-CASES = int(os.environ.get("FOLDACCEL_CASES", "30"))
+SEED, C, R, CASES = testbench_params(cols=4, rows=4, cases=30)
 
 
 @cocotb.test()

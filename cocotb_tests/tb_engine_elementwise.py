@@ -14,7 +14,6 @@ FOLDACCEL_SEED, FOLDACCEL_COLS, FOLDACCEL_ROWS, FOLDACCEL_CASES.
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import cocotb
@@ -26,16 +25,14 @@ from cocotb_tests.engine_harness import (
     int_to_lanes,
     lanes_to_int,
     pack_args,
+    testbench_params,
 )
 from hw.vector.formats import pack_param_word
 from hw.vector.latency_arith import vadd_latency, vsquash_latency
 from model import intops
 from sim.rtl.scoreboard import Scoreboard
 
-SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
-C = int(os.environ.get("FOLDACCEL_COLS", "4"))
-R = int(os.environ.get("FOLDACCEL_ROWS", "4"))
-CASES = int(os.environ.get("FOLDACCEL_CASES", "30"))
+SEED, C, R, CASES = testbench_params(cols=4, rows=4, cases=30)
 SPAN = 256          # VMEM words preloaded and checked per case
 PARAM = 5           # PMEM word of the parameters
 

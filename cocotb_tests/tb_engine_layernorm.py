@@ -34,16 +34,14 @@ from cocotb_tests.engine_harness import (
     int_to_lanes,
     lanes_to_int,
     pack_args,
+    testbench_params,
 )
 from hw.vector.formats import block_lanes, pack_ln_features, pack_param_word
 from hw.vector.latency_arith import vln_latency
 from model import intops
 from sim.rtl.scoreboard import Scoreboard
 
-SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
-C = int(os.environ.get("FOLDACCEL_COLS", "4"))
-R = int(os.environ.get("FOLDACCEL_ROWS", "4"))
-CASES = int(os.environ.get("FOLDACCEL_CASES", "20"))
+SEED, C, R, CASES = testbench_params(cols=4, rows=4, cases=20)
 SHAPES = [tuple(int(v) for v in sh.split("x")) for sh in
           os.environ.get("FOLDACCEL_SHAPES", "1x4,2x4,1x12,2x6,3x5,1x7,4x3").split(",")]
 PARAM = 2

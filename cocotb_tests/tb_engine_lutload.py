@@ -11,21 +11,23 @@ Environment: FOLDACCEL_SEED, FOLDACCEL_COLS, FOLDACCEL_ROWS, FOLDACCEL_CASES.
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import cocotb
 import numpy as np
 
-from cocotb_tests.engine_harness import EngineDriver, int_to_lanes, lanes_to_int, pack_args
+from cocotb_tests.engine_harness import (
+    EngineDriver,
+    int_to_lanes,
+    lanes_to_int,
+    pack_args,
+    testbench_params,
+)
 from hw.vector.formats import ELUT_SIZE, RLUT_SIZE
 from hw.vector.latency_softmax_mover import vlut_latency
 from sim.rtl.scoreboard import Scoreboard
 
-SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
-C = int(os.environ.get("FOLDACCEL_COLS", "4"))
-R = int(os.environ.get("FOLDACCEL_ROWS", "4"))
-CASES = int(os.environ.get("FOLDACCEL_CASES", "6"))
+SEED, C, R, CASES = testbench_params(cols=4, rows=4, cases=6)
 SIZES = {"elut": ELUT_SIZE, "rlut": RLUT_SIZE}
 
 

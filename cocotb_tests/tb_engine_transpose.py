@@ -16,7 +16,6 @@ Environment: FOLDACCEL_SEED, FOLDACCEL_COLS, FOLDACCEL_ROWS, FOLDACCEL_CASES.
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import cocotb
@@ -28,15 +27,13 @@ from cocotb_tests.engine_harness import (
     int_to_lanes,
     lanes_to_int,
     pack_args,
+    testbench_params,
 )
 from hw.vector.formats import vmem_rows
 from hw.vector.latency_softmax_mover import mtrans_latency
 from sim.rtl.scoreboard import Scoreboard
 
-SEED = int(os.environ.get("FOLDACCEL_SEED", "1"))
-C = int(os.environ.get("FOLDACCEL_COLS", "3"))
-R = int(os.environ.get("FOLDACCEL_ROWS", "5"))
-CASES = int(os.environ.get("FOLDACCEL_CASES", "40"))
+SEED, C, R, CASES = testbench_params(cols=3, rows=5, cases=40)
 BANKS = ("act", "wgt")
 SPAN = 256
 

@@ -5,11 +5,10 @@ column sum."""
 import numpy as np
 import pytest
 
-from cocotb_tests.engine_harness import args_bits, engine_design
+from cocotb_tests.engine_harness import run_engine_tb
 from hw.vector.colsum import ColSumEngine
 from hw.vector.latency_arith import mean_pool_params
 from model import intops
-from sim.rtl.runner import run_cocotb
 
 
 @pytest.mark.parametrize("n", range(1, 107))
@@ -37,10 +36,7 @@ def test_mean_pool_params_rejects_inexact_n():
 @pytest.mark.rtl
 def test_colsum_engine_matches_intops():
     cols, rows = 4, 4
-    design = engine_design("eng_vsum", lambda: ColSumEngine(cols, rows), args_bits("VSUM"),
-                           cols, rows, {"engine": "VSUM"})
-    result = run_cocotb(design, "cocotb_tests.tb_engine_colsum",
-                        env={"FOLDACCEL_SEED": "2026", "FOLDACCEL_COLS": str(cols),
-                             "FOLDACCEL_ROWS": str(rows), "FOLDACCEL_CASES": "20"},
-                        expect=["sum_requant", "zero_point", "mean_pool"])
+    result = run_engine_tb("eng_vsum", lambda: ColSumEngine(cols, rows), "VSUM", cols, rows,
+                           "tb_engine_colsum", 20,
+                           expect=["sum_requant", "zero_point", "mean_pool"])
     assert result.ok, result.summary()

@@ -3,9 +3,8 @@ engine harnesses (cols = 4)."""
 
 import pytest
 
-from cocotb_tests.engine_harness import args_bits, engine_design
+from cocotb_tests.engine_harness import run_engine_tb
 from hw.vector.elementwise import AddEngine, SquashEngine
-from sim.rtl.runner import run_cocotb
 
 pytestmark = pytest.mark.rtl
 
@@ -13,10 +12,8 @@ COLS, ROWS = 4, 4
 
 
 def _run(name: str, factory, op: str, test: str, cases: int):
-    design = engine_design(name, factory, args_bits(op), COLS, ROWS, {"engine": op})
-    result = run_cocotb(design, "cocotb_tests.tb_engine_elementwise", testcase=test,
-                        env={"FOLDACCEL_SEED": "2026", "FOLDACCEL_COLS": str(COLS),
-                             "FOLDACCEL_ROWS": str(ROWS), "FOLDACCEL_CASES": str(cases)})
+    result = run_engine_tb(name, factory, op, COLS, ROWS, "tb_engine_elementwise", cases,
+                           testcase=test)
     assert result.ok, result.summary()
 
 

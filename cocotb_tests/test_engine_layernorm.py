@@ -5,9 +5,8 @@ one and several blocks, and block-padded rows of 24, 12 and 40-element blocks)."
 
 import pytest
 
-from cocotb_tests.engine_harness import args_bits, engine_design
+from cocotb_tests.engine_harness import run_engine_tb
 from hw.vector.layernorm import LayerNormEngine
-from sim.rtl.runner import run_cocotb
 
 pytestmark = pytest.mark.rtl
 
@@ -21,11 +20,8 @@ SHAPES = {
 @pytest.mark.parametrize("cols,cases", [(4, 48), (16, 27)])
 def test_layernorm_engine_matches_intops(cols, cases):
     rows = 4
-    design = engine_design(f"eng_vln{cols}", lambda: LayerNormEngine(cols, rows),
-                           args_bits("VLN"), cols, rows, {"engine": "VLN"})
-    result = run_cocotb(design, "cocotb_tests.tb_engine_layernorm",
-                        env={"FOLDACCEL_SEED": "2026", "FOLDACCEL_COLS": str(cols),
-                             "FOLDACCEL_ROWS": str(rows), "FOLDACCEL_CASES": str(cases),
-                             "FOLDACCEL_SHAPES": SHAPES[cols]},
-                        expect=["layernorm_cases", "zero_size"])
+    result = run_engine_tb(f"eng_vln{cols}", lambda: LayerNormEngine(cols, rows), "VLN", cols,
+                           rows, "tb_engine_layernorm", cases,
+                           expect=["layernorm_cases", "zero_size"],
+                           env={"FOLDACCEL_SHAPES": SHAPES[cols]})
     assert result.ok, result.summary()
