@@ -25,19 +25,16 @@ cycle ``c + (w + 1)*rows + 2``. ``done`` = the last write = ``c + rows*words + 2
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import wiring
 
 from hw.vector.elementwise import busy_logic, param_signals, round_const, saturate
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 
-class ColSumEngine(wiring.Component):
+class ColSumEngine(Engine):
     """VSUM: strided column sums + requantizing epilogue (see module docstring)."""
 
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VSUM"), cols, rows,
-                                        ("vmem_r", "vmem_w", "pmem_r", "acc_w")))
+    OP = "VSUM"
+    PORTS = ("vmem_r", "vmem_w", "pmem_r", "acc_w")
 
     def elaborate(self, platform):
         m = Module()

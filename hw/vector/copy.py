@@ -12,16 +12,13 @@ written in cycle ``c + 1 + i``; ``done`` = ``c + count``.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
 
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 
-class CopyEngine(wiring.Component):
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("MCOPY"), cols, rows,
-                                        ("vmem_r", "vmem_w", "wgt_w")))
+class CopyEngine(Engine):
+    OP = "MCOPY"
+    PORTS = ("vmem_r", "vmem_w", "wgt_w")
 
     def elaborate(self, platform):
         m = Module()

@@ -35,10 +35,9 @@ The last write is at ``c + count + 1`` = ``done``: latency ``count + 1``. In pla
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 
 from hw.vector.formats import PARAM_LAYOUTS, field_slice
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 
 def round_const(s):
@@ -74,13 +73,11 @@ def busy_logic(m: Module, eng) -> None:
     m.d.comb += eng.busy.eq(eng.start | busy)
 
 
-class AddEngine(wiring.Component):
+class AddEngine(Engine):
     """VADD: int16 residual add with a shared-shift requantization (see module docstring)."""
 
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VADD"), cols, rows,
-                                        ("vmem_r", "vmem_w", "pmem_r")))
+    OP = "VADD"
+    PORTS = ("vmem_r", "vmem_w", "pmem_r")
 
     def elaborate(self, platform):
         m = Module()
@@ -154,13 +151,11 @@ class AddEngine(wiring.Component):
         return m
 
 
-class SquashEngine(wiring.Component):
+class SquashEngine(Engine):
     """VSQUASH: clamp-requantize (mode 0) or ELUT table (mode 1) of int8 lanes."""
 
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VSQUASH"), cols, rows,
-                                        ("vmem_r", "vmem_w", "pmem_r", "elut_r")))
+    OP = "VSQUASH"
+    PORTS = ("vmem_r", "vmem_w", "pmem_r", "elut_r")
 
     def elaborate(self, platform):
         m = Module()

@@ -53,23 +53,20 @@ Widths: exact for ``W`` up to 255 words (``D <= 255 * cols``; the ISA rejects lo
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
 
 from hw.opspec import cdiv
 from hw.vector.elementwise import busy_logic, param_signals, round_const, saturate
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 #: Idle cycles between a stats pass and the normalize pass that needs its result.
 CHAIN = 4
 
 
-class LayerNormEngine(wiring.Component):
+class LayerNormEngine(Engine):
     """VLN: two-pass LayerNorm of int16 rows (see module docstring)."""
 
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VLN"), cols, rows,
-                                        ("vmem_r", "vmem_w", "pmem_r", "rlut_r")))
+    OP = "VLN"
+    PORTS = ("vmem_r", "vmem_w", "pmem_r", "rlut_r")
 
     def elaborate(self, platform):
         m = Module()

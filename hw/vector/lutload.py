@@ -16,17 +16,14 @@ which is also kept in a register) or from that register. ``done`` = the last wri
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import wiring
 
 from hw.vector.formats import ELUT_SIZE, RLUT_SIZE
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 
-class LutLoadEngine(wiring.Component):
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VLUT"), cols, rows,
-                                        ("vmem_r", "elut_w", "rlut_w")))
+class LutLoadEngine(Engine):
+    OP = "VLUT"
+    PORTS = ("vmem_r", "elut_w", "rlut_w")
 
     def elaborate(self, platform):
         m = Module()

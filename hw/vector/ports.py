@@ -107,6 +107,18 @@ def engine_members(args_layout, cols: int, rows: int, ports: tuple[str, ...]) ->
     return members
 
 
-__all__ = ["ADDR_BITS", "acc_word", "args_layout", "bytes_write_port", "elut_read_port",
+class Engine(wiring.Component):
+    """Base of the engines: the subclass names its opcode (``OP``, whose payload layout is
+    ``args``) and the ports it uses (``PORTS``, names of :func:`engine_members`)."""
+
+    OP = ""
+    PORTS = ()
+
+    def __init__(self, cols: int, rows: int):
+        self.cols, self.rows = cols, rows
+        super().__init__(engine_members(args_layout(self.OP), cols, rows, self.PORTS))
+
+
+__all__ = ["ADDR_BITS", "Engine", "acc_word", "args_layout", "bytes_write_port", "elut_read_port",
            "engine_members", "lut_read_port", "lut_write_port", "pmem_word", "read_port",
            "vmem_word", "write_port"]

@@ -55,10 +55,9 @@ memories); VMEM is read once per row, the second pass over the scores reads ``SB
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 #: Buffer depths (words): circular, so any ``words`` <= 255 fits (see the period ``T``).
 BUF_DEPTH = 256
@@ -80,11 +79,9 @@ def _tree(values, op):
     return values[0]
 
 
-class SoftmaxEngine(wiring.Component):
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("VSOFTMAX"), cols, rows,
-                                        ("vmem_r", "vmem_w", "elut_r")))
+class SoftmaxEngine(Engine):
+    OP = "VSOFTMAX"
+    PORTS = ("vmem_r", "vmem_w", "elut_r")
 
     def elaborate(self, platform):
         m = Module()

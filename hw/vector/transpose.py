@@ -32,16 +32,13 @@ max(n, cols) + w_{G-1}`` (``latency_softmax_mover.mtrans_latency``); ``n = 0`` o
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 
-from hw.vector.ports import ADDR_BITS, args_layout, engine_members
+from hw.vector.ports import ADDR_BITS, Engine
 
 
-class TransposeEngine(wiring.Component):
-    def __init__(self, cols: int, rows: int):
-        self.cols, self.rows = cols, rows
-        super().__init__(engine_members(args_layout("MTRANS"), cols, rows,
-                                        ("vmem_r", "act_w", "wgt_w")))
+class TransposeEngine(Engine):
+    OP = "MTRANS"
+    PORTS = ("vmem_r", "act_w", "wgt_w")
 
     def elaborate(self, platform):
         m = Module()
