@@ -22,6 +22,7 @@ from hw.uarch import BANK_NAMES, WGT
 from model.config import Config
 from model.golden import GoldenEncoder, GoldenState
 from model.quantize import QuantModel
+from sim.perf.program import footprint_bytes
 
 
 @dataclass
@@ -141,14 +142,7 @@ def describe_compiler(report: StreamReport, sc: StreamCompiler, programs) -> Non
     report.weights = "resident" if sc.resident[WGT] else "streamed"
     report.state = "spilled" if sc.spill else "on chip"
     report.resident = {BANK_NAMES[b].lower(): v for b, v in sc.resident.items()}
-    report.sram_bytes = sram_peak(programs, sc.p)
-
-
-def sram_peak(programs, p) -> dict[str, int]:
-    """Peak SRAM bytes per bank the programs touch together (their static footprint)."""
-    from sim.perf.program import footprint_bytes
-
-    return footprint_bytes(programs, p)
+    report.sram_bytes = footprint_bytes(programs, sc.p)
 
 
 def isa_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = None, *,
@@ -205,4 +199,4 @@ def report_dict(r: StreamReport) -> dict[str, Any]:
 
 
 __all__ = ["Mismatch", "StreamReport", "compare_stream", "describe_compiler", "golden_stream",
-           "isa_stream", "report_dict", "sram_peak", "valid_ring_rows"]
+           "isa_stream", "report_dict", "valid_ring_rows"]

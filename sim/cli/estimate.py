@@ -110,9 +110,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lay.set_defaults(func=cmd_layer)
 
     mod = esub.add_parser("model", help="one steady-state segment through all layers",
-                          description="One segment through every layer with a full memory "
-                          "bank and left-context cache; per-layer and total, real-time factor. "
-                          "With --compare-fold: the folding report.")
+                          description="The step program of one segment with a full memory "
+                          "bank and left-context cache through every layer, timed; real-time "
+                          "factor. With --compare-fold: the folding report.")
     add_config_args(mod)
     mod.add_argument("--compare-fold", type=_int_list, metavar="N,N,...",
                      help="folding report over these fold factors (fold 1 is the baseline)")

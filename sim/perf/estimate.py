@@ -51,12 +51,14 @@ def energy_pj(c: Counts, hw: HardwareConfig, table: EnergyTable, dram_bytes: int
     return out
 
 
-def report(c: Counts, hw: HardwareConfig, table: EnergyTable,
-           weight_bytes_unique: int) -> dict[str, Any]:
+def report(c: Counts, hw: HardwareConfig, table: EnergyTable, weight_bytes_unique: int,
+           sram_bytes: dict[str, int] | None = None) -> dict[str, Any]:
     """The estimator's result dict for counts ``c`` of programs on ``hw``: every byte that
     crosses the host interface (input rows, constants, spilled state, outputs) is a DRAM
-    byte; ``weight_bytes_unique`` are the distinct constant bytes the programs use."""
+    byte; ``weight_bytes_unique`` are the distinct constant bytes the programs use;
+    ``sram_bytes`` (default: ``c``'s peaks) the SRAM they occupy per bank."""
     cap = {b: kib * 1024 for b, kib in bank_kib(hw).items()}
+    sram = dict(c.sram_peak if sram_bytes is None else sram_bytes)
     dram = c.host_in_bytes + c.weight_bytes + c.host_out_bytes
     energy = energy_pj(c, hw, table, dram)
     slots = c.cycles * hw.rows * hw.cols
@@ -71,9 +73,9 @@ def report(c: Counts, hw: HardwareConfig, table: EnergyTable,
         "busy_fraction": {u: (c.busy[u] / c.cycles if c.cycles else 0.0) for u in UNITS},
         "time_us": c.cycles / hw.clock_mhz,
         "instructions": c.instructions,
-        "sram_bytes": dict(c.sram_peak),
+        "sram_bytes": sram,
         "sram_capacity_bytes": cap,
-        "sram_fits": {b: c.sram_peak[b] <= cap[b] for b in BANKS},
+        "sram_fits": {b: sram[b] <= cap[b] for b in BANKS},
         "sram_reads": dict(c.sram_reads),
         "sram_writes": dict(c.sram_writes),
         "host_bytes": {"in_input": c.host_in_bytes - c.state_in_bytes,
@@ -142,10 +144,8 @@ def _stream_estimate(cfg: Config, segments: list[int], layers: int | None,
     mc, hw = cfg.model, cfg.hardware
     c = total(sc.segments)
     pre = sc.preload
-    out = report(c, hw, table, sc.unique_bytes)
     # the stream's programs share the banks: its SRAM is the words they touch together
-    out["sram_bytes"] = dict(sc.footprint_bytes)
-    out["sram_fits"] = {b: v <= out["sram_capacity_bytes"][b] for b, v in out["sram_bytes"].items()}
+    out = report(c, hw, table, sc.unique_bytes, sc.footprint_bytes)
     audio_ms = len(segments) * mc.segment_length * mc.frame_ms
     compute_ms = c.cycles / (hw.clock_mhz * 1e3)
     out.update({

@@ -103,8 +103,10 @@ def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
     from hw.uarch import as_params
     params = as_params(hw)
     # only the micro-architecture matters: normalise the rest of hw for the memory cache
-    return _cached((m, k, n, bias, weight, requant, relu), params, _canonical_hw(hw))
+    return _cached((m, k, n, bias, weight, requant, relu), params, timing_hw(hw))
 
 
-def _canonical_hw(hw: HardwareConfig) -> HardwareConfig:
+def timing_hw(hw: HardwareConfig) -> HardwareConfig:
+    """``hw`` without the fields programs and their counts do not depend on (clock, DRAM
+    rate): the key of the estimate caches."""
     return dataclasses.replace(hw, clock_mhz=1.0, dram_bytes_per_cycle=1)

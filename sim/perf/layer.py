@@ -29,6 +29,7 @@ from hw.uarch import BANK_KEYS, BANK_NAMES
 from model.config import Config, config_from_dict
 from sim.fileio import atomic_write, build_root
 from sim.perf.counts import Counts
+from sim.perf.gemm import timing_hw
 from sim.perf.program import footprint_bytes, op_profile, timed_counts
 from sim.perf.sources import estimate_digest
 
@@ -149,15 +150,8 @@ def stream_counts(cfg: Config, segments: list[int], layers: int | None = None,
     The result is shared: do not mutate it."""
     if layers is not None and layers == cfg.model.n_layers:
         layers = None
-    return _cached(json.dumps(_timing_dict(cfg), sort_keys=True), tuple(segments), layers,
-                   ops)
-
-
-def _timing_dict(cfg: Config) -> dict[str, Any]:
-    """The config without the fields the programs do not depend on (clock, DRAM rate)."""
-    d = cfg.to_dict()
-    d["hardware"] = {**d["hardware"], "clock_mhz": 1.0, "dram_bytes_per_cycle": 1}
-    return d
+    key = Config(cfg.model, timing_hw(cfg.hardware)).to_dict()
+    return _cached(json.dumps(key, sort_keys=True), tuple(segments), layers, ops)
 
 
 __all__ = ["StreamCounts", "compile_stream", "step_counts", "stream_counts",
