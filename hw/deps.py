@@ -26,6 +26,7 @@ import numpy as np
 
 from hw.isa import DEP_MAX, Instr, IsaError
 from hw.opcodes import Region
+from hw.opspec import region_words
 from hw.uarch import BANK_NAMES, BANKS, SHARED_PORTS, UNITS, AccelParams
 
 #: Shared bank ports are tracked as one-word pseudo banks after the real ones: every user
@@ -168,8 +169,7 @@ class DepTracker:
                 if bank >= n_banks:
                     tops = self.port_last[bank]
                 else:
-                    block = self.last[bank][lo:hi:region[3]] if len(region) > 3 else \
-                        self.last[bank][lo:hi]
+                    block = self.last[bank][region_words(region)]
                     tops = (reduce(block[:, 0], axis=0) if raw else
                             reduce(block, axis=(0, 1))).tolist()
                 for v, top in enumerate(tops):
@@ -193,11 +193,11 @@ class DepTracker:
         n_banks = len(BANKS)
         for which, regs in ((1, reads), (0, writes)):
             for region in regs:
-                bank, lo, hi = region[:3]
+                bank = region[0]
                 if bank >= n_banks:
                     self.port_last[bank][u] = idx
                     continue
-                self.last[bank][lo:hi:region[3] if len(region) > 3 else 1, which, u] = idx
+                self.last[bank][region_words(region), which, u] = idx
         self.count[u] += 1
         self.pc += 1
 

@@ -96,6 +96,7 @@ def _derived(spec: OpSpec) -> tuple:
         _DERIVED[id(spec)] = hit
     return hit[1]
 
+
 class Fields(dict):
     """An instruction's payload fields: ``f["addr"]`` or ``f.addr`` (the opcode table's rules
     read fields as attributes, like the RTL's ``amaranth.lib.data`` views). The instance's
@@ -179,8 +180,6 @@ class Instr:
         object.__setattr__(out, "op", self.op)
         object.__setattr__(out, "args", self.args)
         object.__setattr__(out, "deps", tuple(int(d) for d in deps))
-        if "_unit" in self.__dict__:
-            object.__setattr__(out, "_unit", self.__dict__["_unit"])
         return out
 
     @property
@@ -191,12 +190,7 @@ class Instr:
     @property
     def unit(self) -> int | None:
         """Unit index executing this instruction, None for dispatcher-level ops."""
-        try:
-            return self.__dict__["_unit"]
-        except KeyError:
-            u = _derived(TABLE[self.op])[3]
-            object.__setattr__(self, "_unit", u)
-            return u
+        return _derived(TABLE[self.op])[3]
 
     def encode(self) -> int:
         """The 128-bit instruction word."""

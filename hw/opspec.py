@@ -27,6 +27,11 @@ def strided(bank: int, first: Any, count: Any, step: Any) -> list[Region]:
     return [(bank, first, first + (count - 1) * step + 1, step)]
 
 
+def region_words(region: Region) -> slice:
+    """The words of ``region`` as a slice of its bank (``region[0]``)."""
+    return slice(region[1], region[2], region[3] if len(region) > 3 else None)
+
+
 class OpcodeError(ValueError):
     """The opcode table has no rule for what a consumer asked (names opcode and rule)."""
 

@@ -31,6 +31,7 @@ def traffic_counts(instrs: list, hw, footprint: dict | None = None
     import numpy as np
 
     from hw.deps import regions
+    from hw.opspec import region_words
     from hw.uarch import BANK_KEYS, as_params
     p = as_params(hw)
     c = Counts()
@@ -51,8 +52,7 @@ def traffic_counts(instrs: list, hw, footprint: dict | None = None
             continue
         reads, writes = regions(ins, p)
         for region in reads + writes:
-            bank, lo, hi = region[:3]
-            touched[bank][lo:hi:region[3] if len(region) > 3 else 1] = True
+            touched[region[0]][region_words(region)] = True
     c.host_in_bytes = sum(loads.values())
     masks = footprint if touched is None else dict(enumerate(touched))
     c.sram_peak = {key: int(np.count_nonzero(masks[b])) * p.word_bytes(b)
