@@ -212,7 +212,7 @@ class StreamCompiler:
         self.p = probe
         # the probe holds two layers' state (as when spilled): the plan needs its size only
         self._regions(dict.fromkeys(depth, True), big, measure=True, spill=True)
-        steady = self.steady_segment
+        steady = steady_segment(self.mc)
         self._compile(steady, track=False)
         used = {b: self.consts.words(b) for b in depth}
         heap = self.heap_high - self.heap_base
@@ -243,11 +243,6 @@ class StreamCompiler:
         self.consts.frozen = True
 
     # ------------------------------------------------------------------ programs
-    @property
-    def steady_segment(self) -> int:
-        """The first segment that sees a full memory bank and left-context cache."""
-        return steady_segment(self.mc)
-
     def state(self, segment: int) -> GoldenState:
         mh, mcnt, lh, lcnt = ring_state(self.mc, segment)
         r = self.ring_bufs
@@ -343,7 +338,7 @@ class StreamCompiler:
                 if words is None:
                     words = np.zeros((count, p.word_bytes(bank)), np.uint8)
             else:
-                words = self.consts.data_of(source[1], count)
+                words = self.consts.data_of(source[1])
             if len(words) != count or words.shape[1] != p.word_bytes(bank):
                 raise LayerCompileError(f"data of {source} is {words.shape}, the LOAD takes "
                                         f"{count} words of {p.word_bytes(bank)} bytes")
@@ -402,7 +397,7 @@ class StreamCompiler:
 
 
 def _rsqrt_count(cols: int) -> int:
-    return -(-len(intops.RSQRT_LUT) // cols)
+    return host.table_word_count(len(intops.RSQRT_LUT), cols)
 
 
 def _rsqrt_words(cols: int):

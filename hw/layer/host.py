@@ -70,10 +70,15 @@ def layernorm_words(gamma, beta, m: int, s: int, eps: int, out16: bool, layout: 
     return np.concatenate([head, formats.pack_ln_features(g, b, cols)])
 
 
+def table_word_count(entries: int, cols: int) -> int:
+    """VMEM words of a lookup table of ``entries`` entries (one per lane)."""
+    return -(-entries // cols)
+
+
 def table_words(entries: np.ndarray, cols: int) -> np.ndarray:
     """A lookup table's entries as VMEM lanes (raw 16 bits), ``(ceil(n/cols), cols)``."""
     e = np.asarray(entries, np.int64) & 0xFFFF
-    padded = np.zeros(-(-len(e) // cols) * cols, np.int64)
+    padded = np.zeros(table_word_count(len(e), cols) * cols, np.int64)
     padded[:len(e)] = e
     return padded.reshape(-1, cols)
 
@@ -113,5 +118,5 @@ def wgt_bytes(words: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["acc_bytes", "bias_words", "lanes_to_rows", "layernorm_words", "param_words",
-           "pmem_bytes", "rows_to_lanes", "table_words", "tile_columns", "vmem_bytes",
-           "weight_tiles", "wgt_bytes"]
+           "pmem_bytes", "rows_to_lanes", "table_word_count", "table_words", "tile_columns",
+           "vmem_bytes", "weight_tiles", "wgt_bytes"]
