@@ -184,3 +184,19 @@ def test_estimator_imports_neither_torch_nor_amaranth():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=str(CONFIG_DIR.parent), timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_stream_counts_disk_cache_returns_the_same_counts(tmp_path, monkeypatch):
+    from sim.perf import layer as lay
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path / "b"))
+    lay._cached.cache_clear()
+    fresh = lay.stream_counts_uncached(TINY, (0, 1), None)
+    cached = lay.stream_counts(TINY, [0, 1])
+    assert cached.to_dict() == fresh.to_dict()
+    files = list((tmp_path / "b" / "perf" / "stream").glob("*.json"))
+    assert len(files) == 1
+    lay._cached.cache_clear()                  # the next call reads the disk entry
+    assert lay.stream_counts(TINY, [0, 1]).to_dict() == fresh.to_dict()
+    # clock and DRAM width do not change the programs: same entry
+    lay.stream_counts(TINY.replace(clock_mhz=123.0, dram_bytes_per_cycle=4), [0, 1])
+    assert len(list((tmp_path / "b" / "perf" / "stream").glob("*.json"))) == 1

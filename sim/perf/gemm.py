@@ -6,30 +6,19 @@ cycle counters of :func:`hw.timing.program_cycles` (equal to the RTL's counters)
 SRAM and host traffic off the instructions (:mod:`sim.perf.program`).
 
 Compiling is the slow part (tens to hundreds of ms for a large GEMM), so :func:`gemm_counts`
-caches the result twice: in memory, and on disk under ``$FOLDACCEL_BUILD_DIR/perf/gemm``
-(default ``build/perf/gemm``), keyed by the GEMM, the micro-architecture parameters it depends
-on and a hash of every source file the estimate depends on (``sim.perf.sources``), so
-editing any of them invalidates the entries. ``FOLDACCEL_PERF_CACHE=0`` turns the disk cache off.
+caches the result twice: in memory, and on disk under ``perf/gemm`` (:mod:`sim.perf.diskcache`),
+keyed by the GEMM and the micro-architecture parameters it depends on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import os
-from pathlib import Path
 
 from model.config import HardwareConfig
-from sim.fileio import atomic_write, build_root
 from sim.perf.counts import RTL_BUSY, Counts
+from sim.perf.diskcache import disk_cached
 from sim.perf.program import timed_counts
-from sim.perf.sources import estimate_digest
-
-
-def cache_dir() -> Path:
-    return build_root() / "perf" / "gemm"
 
 
 def rtl_counters(c: Counts) -> dict[str, int]:
@@ -69,31 +58,14 @@ def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bo
     return c
 
 
-def _key(gemm: tuple, params) -> str:
-    text = json.dumps({"gemm": list(gemm), "params": dataclasses.asdict(params),
-                       "code": estimate_digest()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @functools.lru_cache(maxsize=4096)
 def _cached(gemm: tuple, params, hw: HardwareConfig) -> Counts:
     m, k, n, bias, weight, requant, relu = gemm
-    use_disk = os.environ.get("FOLDACCEL_PERF_CACHE", "1") != "0"
-    path = cache_dir() / f"{_key(gemm, params)}.json"
-    if use_disk and path.is_file():
-        try:
-            return Counts(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            pass  # unreadable entry: recompute and overwrite
-    c = gemm_counts_uncached(m, k, n, hw, bias=bias, weight=weight, requant=requant,
-                             relu=relu)
-    if use_disk:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(c.to_dict()))
-        except OSError:
-            pass  # a read-only build dir only costs speed
-    return c
+    return disk_cached(
+        "gemm", {"gemm": list(gemm), "params": dataclasses.asdict(params)},
+        lambda: gemm_counts_uncached(m, k, n, hw, bias=bias, weight=weight, requant=requant,
+                                     relu=relu),
+        Counts.to_dict, lambda d: Counts(**d))
 
 
 def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,

@@ -10,28 +10,24 @@ tables: streamed when their bank cannot hold them all) and spilled streaming sta
 
 Compiling a large model is the slow part (about a second for 20 layers of
 ``configs/emformer_base.toml``), so :func:`stream_counts` caches its results in memory and
-on disk under ``$FOLDACCEL_BUILD_DIR/perf/stream`` keyed by the config, the segments and a
-hash of every source file the estimate depends on (``sim.perf.sources``), like the GEMM
-cache (``FOLDACCEL_PERF_CACHE=0`` turns the disk cache off).
+on disk under ``perf/stream`` (:mod:`sim.perf.diskcache`), keyed by the config, the segments
+and the layers.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from hw.layer.compiler import StepProgram, StreamCompiler, ring_state
 from hw.uarch import BANK_KEYS, BANK_NAMES
 from model.config import Config, config_from_dict
-from sim.fileio import atomic_write, build_root
 from sim.perf.counts import Counts
+from sim.perf.diskcache import disk_cached
 from sim.perf.gemm import timing_hw
 from sim.perf.program import footprint_bytes, op_profile, timed_counts
-from sim.perf.sources import estimate_digest
 
 
 def compile_stream(cfg: Config, layers: int | None = None) -> StreamCompiler:
@@ -112,36 +108,15 @@ def stream_counts_uncached(cfg: Config, segments: tuple[int, ...], layers: int |
                         op_profile(sc.step(segments[-1]).program.instrs, sc.p) if ops else [])
 
 
-def cache_dir():
-    return build_root() / "perf" / "stream"
-
-
-def _key(cfg_json: str, segments: tuple[int, ...], layers: int | None, ops: bool) -> str:
-    text = json.dumps({"config": json.loads(cfg_json), "segments": list(segments),
-                       "layers": layers, "ops": ops, "code": estimate_digest()},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @functools.lru_cache(maxsize=256)
 def _cached(cfg_json: str, segments: tuple[int, ...], layers: int | None,
             ops: bool) -> StreamCounts:
-    use_disk = os.environ.get("FOLDACCEL_PERF_CACHE", "1") != "0"
-    path = cache_dir() / f"{_key(cfg_json, segments, layers, ops)}.json" if use_disk else None
-    if use_disk and path.is_file():
-        try:
-            return StreamCounts.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            pass  # unreadable entry: recompute and overwrite
-    cfg = config_from_dict(json.loads(cfg_json), "<estimate>")
-    out = stream_counts_uncached(cfg, segments, layers, ops)
-    if use_disk:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(out.to_dict()).encode())
-        except OSError:
-            pass  # a read-only build dir only costs speed
-    return out
+    cfg = json.loads(cfg_json)
+    return disk_cached(
+        "stream", {"config": cfg, "segments": list(segments), "layers": layers, "ops": ops},
+        lambda: stream_counts_uncached(config_from_dict(cfg, "<estimate>"), segments, layers,
+                                       ops),
+        StreamCounts.to_dict, StreamCounts.from_dict)
 
 
 def stream_counts(cfg: Config, segments: list[int], layers: int | None = None,
