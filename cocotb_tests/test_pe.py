@@ -24,16 +24,17 @@ def test_pe_many_seeds(seed):
     assert result.ok, result.summary()
 
 
-def test_waveforms_on_request():
-    """waves=True leaves a waveform (FST when lz4 headers exist, VCD otherwise)."""
+def test_waveforms_on_request(tmp_path):
+    """waves_path leaves a waveform there (FST when lz4 headers exist, VCD otherwise)."""
     from sim.rtl.runner import waves_format
     from sim.rtl.toolchain import activate
 
+    fmt = waves_format(activate())
+    want = tmp_path / f"pe.{fmt}"
     result = run_cocotb(pe_design(), "cocotb_tests.tb_pe", testcase="random_stream",
-                        env={"FOLDACCEL_PE_CYCLES": "50"}, waves=True)
+                        env={"FOLDACCEL_PE_CYCLES": "50"}, waves_path=want)
     assert result.ok, result.summary()
-    assert result.waves_file is not None
-    assert result.waves_file.suffix == "." + waves_format(activate())
+    assert result.waves_file == want
     assert result.waves_file.stat().st_size > 0
     plain = run_cocotb(pe_design(), "cocotb_tests.tb_pe", testcase="random_stream",
                        env={"FOLDACCEL_PE_CYCLES": "50"})

@@ -32,6 +32,8 @@ from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 
 #: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
 SEARCH_LIMIT = 4096
+#: Most instructions one GEMM program may have: bounds the memory of compiling it.
+MAX_INSTRUCTIONS = 2_000_000
 
 
 class CompileError(ValueError):
@@ -197,7 +199,7 @@ def check_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
                bias_abs_max: int | None = None) -> None:
     """Raise :class:`CompileError` for a GEMM request the hardware cannot run (cheap: no
     compilation). :func:`compile_gemm` calls it first."""
-    as_params(hw)
+    p = as_params(hw)
     for name, v in (("M", M), ("K", K), ("N", N)):
         if not isinstance(v, int) or v < 1:
             raise CompileError(f"{name}={v!r} must be a positive integer")
@@ -206,6 +208,15 @@ def check_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
     bmax = (2**30 if bias else 0) if bias_abs_max is None else bias_abs_max
     if bias_abs_max is not None and not bias and bias_abs_max:
         raise CompileError("bias_abs_max given without bias=True")
+    kmax = max(1, min(p.act_depth, p.wgt_depth) // 2)
+    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
+    least = tiles * (_cdiv(K, kmax) + 1)  # a MATMUL per tile and K chunk, a STORE per tile
+    if least > MAX_INSTRUCTIONS:
+        raise CompileError(
+            f"the GEMM {M}x{K}x{N} needs at least {least:,} instructions on a {p.rows}x"
+            f"{p.cols} array, more than the {MAX_INSTRUCTIONS:,} a program may hold (about "
+            "1 KB of memory each while compiling); fix: split it into smaller GEMMs or use a "
+            "larger array")
     safe = max_safe_k(bmax)
     if safe < K:
         raise CompileError(

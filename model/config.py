@@ -1,8 +1,16 @@
 """The one configuration that drives the model, the RTL, the compiler and the estimator.
 
-A config file is TOML with two tables, ``[model]`` and ``[hardware]``; every field has a
-default (see :class:`ModelConfig` and :class:`HardwareConfig`). The loaded object is frozen,
-validated and hashable; :meth:`Config.digest` keys caches and names generated artefacts.
+A config file is TOML with two tables, ``[model]`` and ``[hardware]`` (fields: see
+:class:`ModelConfig` and :class:`HardwareConfig`). A config file must be complete: it states
+every field of both tables, or it names the config it builds on with a top-level
+``extends = "demo.toml"`` (a path relative to the file's own directory, else the name of a file
+in ``configs/``); the base is loaded first (bases may extend further bases; a cycle is an
+error) and the file's tables override its fields. A field missing from the file and its bases is
+a :class:`ConfigError`, never a silent default. The dataclass defaults only serve code that
+builds configs directly (``Config()``, ``config_from_dict(..., complete=False)``).
+
+The loaded object is frozen, validated and hashable; :meth:`Config.digest` keys caches and
+names generated artefacts.
 
 This module must stay free of torch/amaranth imports: the estimator and the CLI load it.
 """
@@ -230,6 +238,67 @@ def model_config(cfg: ModelConfig | Config) -> ModelConfig:
     return cfg.model if isinstance(cfg, Config) else cfg
 
 
+TABLES: dict[str, type] = {"model": ModelConfig, "hardware": HardwareConfig}
+#: The top-level key of a config file naming the base config it extends.
+EXTENDS = "extends"
+
+
+def _check_tables(data: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
+    """Unknown top-level keys, non-table tables and unknown fields -> :class:`ConfigError`."""
+    for key in data:
+        if key not in allowed:
+            what = " or a top-level `extends = \"<base>.toml\"`" if EXTENDS in allowed else ""
+            raise ConfigError(f"{where}: unknown table [{key}]; fix: use [model] and "
+                              f"[hardware]{what}")
+    for table, cls in TABLES.items():
+        values = data.get(table, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: '{table}' must be a table, got {values!r}; fix: write "
+                              f"a [{table}] section with one `name = value` line per field")
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{where} [{table}]: unknown field '{key}'; fix: remove it or "
+                                  f"use one of {sorted(known)}")
+
+
+def _missing_fields(data: dict[str, Any]) -> dict[str, list[str]]:
+    """``{table: [field, ...]}`` of the fields ``data`` does not state (in declaration order)."""
+    out = {}
+    for table, cls in TABLES.items():
+        values = data.get(table, {})
+        missing = [f.name for f in fields(cls) if f.name not in values]
+        if missing:
+            out[table] = missing
+    return out
+
+
+def _name_list(names: list[str], first: int = 6) -> str:
+    shown = ", ".join(names[:first])
+    return shown + (f" and {len(names) - first} more" if len(names) > first else "")
+
+
+def _missing_error(data: dict[str, Any], source: str, file: bool) -> ConfigError | None:
+    missing = _missing_fields(data)
+    if not missing:
+        return None
+    parts = []
+    for table, names in missing.items():
+        total = len(fields(TABLES[table]))
+        count = f"all {total}" if len(names) == total else f"{len(names)} of {total}"
+        parts.append(f"[{table}] {_name_list(names)} ({count} fields)")
+    table, names = next(iter(missing.items()))
+    if file:
+        fix = (f"add `{names[0]} = ...` to [{table}] (and the other missing fields) or add "
+               f"`{EXTENDS} = \"demo.toml\"` at the top of the file to take them from a base "
+               "config")
+        rule = "a config file must state every field of [model] and [hardware] or extend a base"
+    else:
+        fix = f"add '{names[0]}' (and the other missing fields) to the '{table}' table"
+        rule = "the config must state every field"
+    return ConfigError(f"{source}: missing field(s) {'; '.join(parts)}; {rule}; fix: {fix}")
+
+
 def _build(cls, table: dict[str, Any], where: str):
     known = {f.name: f for f in fields(cls)}
     for key in table:
@@ -249,32 +318,118 @@ def _build(cls, table: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
-    """Build and validate a config from ``{"model": {...}, "hardware": {...}}``."""
-    for key in data:
-        if key not in ("model", "hardware"):
-            raise ConfigError(f"{source}: unknown table [{key}]; fix: use [model] and [hardware]")
-    model = _build(ModelConfig, data.get("model", {}), f"{source} [model]")
-    hardware = _build(HardwareConfig, data.get("hardware", {}), f"{source} [hardware]")
-    cfg = Config(model, hardware, source)
+def _unvalidated(data: dict[str, Any], source: str) -> Config:
+    return Config(_build(ModelConfig, data.get("model", {}), f"{source} [model]"),
+                  _build(HardwareConfig, data.get("hardware", {}), f"{source} [hardware]"),
+                  source)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>",
+                     complete: bool = False) -> Config:
+    """Build and validate a config from ``{"model": {...}, "hardware": {...}}``.
+
+    With ``complete=True`` every field of both tables must be present (export manifests,
+    config files); otherwise a missing field takes the dataclass default (code that builds
+    configs from :meth:`Config.to_dict` or from its own partial dicts).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: config must be a mapping with 'model' and 'hardware' "
+                          f"tables, got {type(data).__name__}; fix: pass Config.to_dict()")
+    _check_tables(data, source, tuple(TABLES))
+    if complete:
+        err = _missing_error(data, source, file=False)
+        if err:
+            raise err
+    cfg = _unvalidated(data, source)
     cfg.validate()
     return cfg
 
 
-def load_config(path: str | Path | None = None, fold: int | None = None) -> Config:
-    """Load and validate a TOML config; ``fold`` overrides ``model.fold_factor``.
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{p}' cannot be read ({e}); fix: pass a readable "
+                          "UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}; "
+                          "fix: correct the syntax") from None
 
-    ``path=None`` loads the embedded default (``configs/demo.toml``).
+
+def _resolve_base(name: Any, p: Path) -> Path:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{p}: '{EXTENDS}' must be a file name string, got {name!r}; fix: "
+                          f"write `{EXTENDS} = \"demo.toml\"` (relative to {p.parent} or a "
+                          f"file in {CONFIG_DIR})")
+    local = p.parent / name
+    if local.is_file():
+        return local
+    shipped = CONFIG_DIR / name
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"{p}: {EXTENDS} = {name!r} not found (looked for {local} and "
+                      f"{shipped}); fix: name an existing config file, relative to {p.parent} "
+                      f"or in {CONFIG_DIR}")
+
+
+def _load_tables(p: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The merged ``{"model": ..., "hardware": ...}`` of ``p`` and the bases it extends."""
+    key = p.resolve()
+    seen = [c.resolve() for c in chain]
+    if key in seen:
+        cycle = " -> ".join(str(c) for c in (*chain[seen.index(key):], p))
+        raise ConfigError(f"config files extend each other in a cycle: {cycle}; fix: remove "
+                          f"the `{EXTENDS}` line from one of them")
+    data = _read_toml(p)
+    _check_tables(data, str(p), (*TABLES, EXTENDS))
+    merged: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+    if EXTENDS in data:
+        base = _load_tables(_resolve_base(data[EXTENDS], p), (*chain, p))
+        for t in TABLES:
+            merged[t].update(base[t])
+    for t in TABLES:
+        merged[t].update(data.get(t, {}))
+    return merged
+
+
+def load_config(path: str | Path | None = None, fold: int | None = None) -> Config:
+    """Load and validate a complete TOML config; ``fold`` (``--fold`` on the command line)
+    overrides ``model.fold_factor``.
+
+    ``path=None`` loads the embedded default (``configs/demo.toml``). The file must state every
+    field or ``extends`` a base config (module docstring). An error caused by ``fold`` says the
+    value came from the command line.
     """
     p = Path(path) if path is not None else DEFAULT_CONFIG
     if not p.is_file():
         raise ConfigError(f"config file '{p}' not found; fix: pass an existing TOML file "
                           f"(see {CONFIG_DIR})")
+    source = str(p)
+    data = _load_tables(p)
+    err = _missing_error(data, source, file=True)
+    if err:
+        raise err
+    cfg = _unvalidated(data, source)
+    if fold is None:
+        cfg.validate()
+        return cfg
     try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file '{p}' is not valid TOML: {e}; "
-                          "fix: correct the syntax") from None
-    if fold is not None:
-        data.setdefault("model", {})["fold_factor"] = fold
-    return config_from_dict(data, str(p))
+        file_error = None
+        cfg.validate()
+    except ConfigError as e:
+        file_error = e
+    folded = Config(dataclasses.replace(cfg.model, fold_factor=fold), cfg.hardware, source)
+    try:
+        folded.validate()
+    except ConfigError as e:
+        if file_error is not None and str(file_error) == str(e):
+            raise  # the file's own error, which --fold does not change
+        try:
+            folded.model.validate(f"--fold {fold} (command line) with {source} [model]")
+        except ConfigError as cl:
+            raise ConfigError(f"{cl}; --fold overrides fold_factor of the config file, so pass "
+                              "a --fold that fits it, or drop --fold") from None
+        raise
+    return folded

@@ -8,14 +8,24 @@ An export directory holds:
 * ``manifest.json``: format/version, the config (``Config.to_dict``) and its digest, the seed,
   calibration settings, the activation scales and their storage formats (``int8``, ``int16``
   for the residual stream, ``uint8`` for softmax probabilities), the numeric constants and, per
-  tensor, shape, dtype, sha256 (of the raw little-endian C-order array bytes), hex image path
-  and, for weights, the per-channel scales;
+  tensor, shape, dtype, sha256 (of the raw little-endian C-order array bytes), hex image path,
+  ``hex_sha256`` (of the hex file's bytes) and, for weights, the per-channel scales;
 * ``hex/<name>.hex``: one ``$readmemh`` image per tensor: a ``//`` comment line, then one
   element per line in C (row-major) order as two's-complement hex of the dtype's width (int8: 2
   digits, int32: 8, int64: 16), lowercase, no address markers.
 
-Writing is atomic: everything goes to a temporary directory beside the target, which is renamed
-into place at the end; on failure nothing is left behind and an older export stays intact.
+The target is checked (:func:`check_export_target`) before anything is computed: it must be
+new, an empty directory or an earlier export (a directory with ``manifest.json``), and writable.
+A new target is written to a temporary directory beside it, renamed into place at the end. In
+an existing directory only the files foldaccel owns change: every new file is first written in
+full to a temporary directory inside it, then ``weights.npz`` and each ``hex/`` image are
+replaced by an atomic rename, the hex images the old manifest lists but the new one does not
+are removed, and ``manifest.json`` is renamed into place last. Any other file there (e.g.
+``notes.txt``, ``hex/mine.txt``) is left alone. A failure before the renames changes nothing;
+no temporary file is left behind in any case.
+
+:func:`load_export` checks everything against the manifest, the hex images included;
+:func:`export_config` reads only the config an export was made with.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -39,7 +50,8 @@ from model.quantize import ACT_POINTS, LINEARS, QuantModel, is_int16, tensor_spe
 
 FORMAT = "foldaccel-weights"
 #: 2: int16 residual stream, uint8 probabilities with zero point, ``input_mem.m``/``.s``.
-VERSION = 2
+#: 3: per-tensor ``hex_sha256`` of the ``hex/`` image.
+VERSION = 3
 WEIGHTS = "weights.npz"
 MANIFEST = "manifest.json"
 HEX_DIR = "hex"
@@ -97,13 +109,23 @@ def scale_format(name: str) -> str:
     return "uint8" if name.endswith(".prob") else "int8"
 
 
-def manifest_dict(qm: QuantModel) -> dict[str, Any]:
-    """The manifest of ``qm`` (see the module docstring)."""
+def hex_path(name: str) -> str:
+    """Path of the hex image of tensor ``name``, relative to the export directory."""
+    return f"{HEX_DIR}/{name}.hex"
+
+
+def manifest_dict(qm: QuantModel, hex_sha256: dict[str, str] | None = None) -> dict[str, Any]:
+    """The manifest of ``qm`` (see the module docstring); ``hex_sha256`` maps tensor names to
+    the sha256 of their hex images when the caller has already computed them."""
+    if hex_sha256 is None:
+        hex_sha256 = {name: hashlib.sha256(_hex_bytes(name, a)).hexdigest()
+                      for name, a in qm.tensors.items()}
     tensors = {}
     for name in sorted(qm.tensors):
         a = qm.tensors[name]
         entry: dict[str, Any] = {"shape": list(a.shape), "dtype": str(a.dtype),
-                                 "sha256": array_sha256(a), "hex": f"{HEX_DIR}/{name}.hex"}
+                                 "sha256": array_sha256(a), "hex": hex_path(name),
+                                 "hex_sha256": hex_sha256[name]}
         if name in qm.weight_scales:
             entry["scale"] = [float(v) for v in qm.weight_scales[name]]
         tensors[name] = entry
@@ -114,50 +136,166 @@ def manifest_dict(qm: QuantModel) -> dict[str, Any]:
             "formats": {k: scale_format(k) for k in sorted(qm.scales)}, "tensors": tensors}
 
 
-def _write_export(qm: QuantModel, d: Path) -> None:
+def _hex_bytes(name: str, a: np.ndarray) -> bytes:
+    return hex_image(name, a).encode("ascii")
+
+
+# ----------------------------------------------------------------------------- target checks
+
+_FIX_PATH = "fix: choose another --out path"
+#: What a hex path listed in a manifest may look like (anything else is never deleted).
+_HEX_NAME = re.compile(r"hex/[A-Za-z0-9_][A-Za-z0-9_.\-]*\.hex")
+
+
+def _stat(p: Path) -> os.stat_result | None:
+    """``os.stat`` of ``p`` (following links), None if it does not exist."""
+    try:
+        return os.stat(p)
+    except FileNotFoundError:
+        if os.path.lexists(p):
+            raise ExportError(f"--out {p} is a broken symbolic link; {_FIX_PATH} or remove "
+                              "the link") from None
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as e:
+        raise ExportError(f"--out {p} cannot be inspected ({e.strerror}); {_FIX_PATH}") from None
+
+
+def _writable_dir(p: Path, target: Path, what: str) -> None:
+    from model.paths import cannot_create_in
+
+    why = cannot_create_in(p)
+    if why:
+        raise ExportError(f"--out {target}: {what} {p} is not writable ({why}); fix: choose a "
+                          "writable location for --out or change the directory's permissions")
+
+
+def check_export_target(out_dir: str | Path) -> None:
+    """Raise :class:`ExportError` (naming the path and the fix) unless ``out_dir`` can take an
+    export: a new path under a writable directory, an empty writable directory, or a writable
+    earlier export (a directory with ``manifest.json``). Cheap: call it before quantizing."""
+    target = Path(out_dir)
+    st = _stat(target)
+    if st is not None:
+        if not os.path.isdir(target):
+            raise ExportError(f"--out {target} exists and is not a directory; {_FIX_PATH}")
+        mpath = target / MANIFEST
+        try:
+            entries = os.listdir(target)
+        except OSError as e:
+            raise ExportError(f"--out {target} cannot be listed ({e.strerror}); fix: choose a "
+                              "readable directory for --out") from None
+        if entries and not mpath.is_file():
+            raise ExportError(f"--out {target} is a non-empty directory without {MANIFEST} "
+                              "(not an export); fix: choose an empty or new directory, or "
+                              "move its files away")
+        _writable_dir(target, target, "directory")
+        hexdir = target / HEX_DIR
+        if os.path.lexists(hexdir):
+            if not hexdir.is_dir():
+                raise ExportError(f"--out {target}: {hexdir} is not a directory; fix: move it "
+                                  "away (the export writes its hex images there)")
+            _writable_dir(hexdir, target, "directory")
+        for name in (WEIGHTS, MANIFEST):
+            if os.path.isdir(target / name):
+                raise ExportError(f"--out {target}: {target / name} is a directory; fix: move "
+                                  "it away (the export writes a file there)")
+        return
+    # A new path: the nearest existing ancestor must be a writable directory.
+    anc = target.absolute().parent
+    while _stat(anc) is None and anc != anc.parent:
+        anc = anc.parent
+    if not os.path.isdir(anc):
+        raise ExportError(f"--out {target}: {anc} is a file, not a directory, so nothing can "
+                          f"be created under it; {_FIX_PATH}")
+    _writable_dir(anc, target, "the nearest existing directory")
+
+
+def _old_hex_paths(target: Path) -> set[str]:
+    """The hex images an earlier export in ``target`` lists (only well-formed ``hex/*.hex``
+    paths; an unreadable old manifest lists nothing)."""
+    try:
+        man = json.loads((target / MANIFEST).read_text())
+        listed = man["tensors"].values()
+        return {e["hex"] for e in listed
+                if isinstance(e, dict) and isinstance(e.get("hex"), str)
+                and _HEX_NAME.fullmatch(e["hex"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _write_export(qm: QuantModel, d: Path) -> list[str]:
+    """Write every file of the export of ``qm`` under ``d`` -> their relative paths, the
+    manifest last."""
     (d / WEIGHTS).write_bytes(_npz_bytes(qm.tensors))
     (d / HEX_DIR).mkdir()
+    written, sha = [WEIGHTS], {}
     for name in sorted(qm.tensors):
-        (d / HEX_DIR / f"{name}.hex").write_text(hex_image(name, qm.tensors[name]))
-    text = json.dumps(manifest_dict(qm), indent=2, sort_keys=True)
+        data = _hex_bytes(name, qm.tensors[name])
+        (d / hex_path(name)).write_bytes(data)
+        sha[name] = hashlib.sha256(data).hexdigest()
+        written.append(hex_path(name))
+    text = json.dumps(manifest_dict(qm, sha), indent=2, sort_keys=True)
     (d / MANIFEST).write_text(text + "\n")
+    return [*written, MANIFEST]
 
 
-def export(qm: QuantModel, out_dir: str | Path) -> Path:
-    """Write ``qm`` to ``out_dir`` atomically (replacing an older export there) -> the path."""
-    target = Path(out_dir)
-    if target.exists():
-        if not target.is_dir():
-            raise ExportError(f"--out {target} exists and is not a directory; fix: choose "
-                              "another output path")
-        if any(target.iterdir()) and not (target / MANIFEST).is_file():
-            raise ExportError(f"--out {target} is a non-empty directory without {MANIFEST} "
-                              "(not an export); fix: choose an empty or new directory")
+def _export_new(qm: QuantModel, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         _write_export(qm, tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, old / "x")
-            try:
-                os.rename(tmp, target)
-            except OSError:
-                os.rename(old / "x", target)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, target)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the directory normal modes
+        os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _export_into(qm: QuantModel, target: Path) -> None:
+    """Replace foldaccel's files in the existing directory ``target`` one by one."""
+    old = _old_hex_paths(target)
+    tmp = Path(tempfile.mkdtemp(prefix=".foldaccel-tmp-", dir=target))
+    try:
+        files = _write_export(qm, tmp)
+        stale = old - set(files)
+        # Renames: every data file, then drop hex images the new manifest does not list, then
+        # the manifest, so an interrupted export keeps a manifest naming the old images.
+        (target / HEX_DIR).mkdir(exist_ok=True)
+        for rel in files:
+            if rel != MANIFEST:
+                os.replace(tmp / rel, target / rel)
+        for rel in sorted(stale):
+            (target / rel).unlink(missing_ok=True)
+        os.replace(tmp / MANIFEST, target / MANIFEST)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export(qm: QuantModel, out_dir: str | Path) -> Path:
+    """Write ``qm`` to ``out_dir`` (new, empty or an earlier export; see the module docstring)
+    -> the path."""
+    target = Path(out_dir)
+    check_export_target(target)
+    if os.path.isdir(target):
+        _export_into(qm, target)
+    else:
+        _export_new(qm, target)
     return target
 
 
 def export_model(cfg: Config, out_dir: str | Path, seed: int = 0) -> tuple[Path, QuantModel]:
-    """Quantize the float model of ``cfg`` built from ``seed`` and export it."""
+    """Check ``out_dir`` (:func:`check_export_target`), quantize the float model of ``cfg``
+    built from ``seed`` and export it."""
     from model.quantize import quantize_model
 
+    check_export_target(out_dir)
     qm = quantize_model(cfg, seed=seed)
     return export(qm, out_dir), qm
 
@@ -197,15 +335,9 @@ _PARAM_RANGES = {"m": (0, intops.M_MAX), "m_a": (0, intops.M_MAX), "m_b": (0, in
                  "s": (intops.S_MIN, intops.S_MAX)}
 
 
-def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
-    """Load and validate an export directory -> :class:`QuantModel`.
-
-    Checks the manifest format, that its config equals ``config`` (when given), that every
-    tensor the config needs is listed and stored with the listed shape, dtype and sha256, that
-    nothing extra is stored, that requantization parameters are in range and that every scale
-    is present and positive. Raises :class:`ExportError` naming the file, field or tensor.
-    """
-    d = Path(path)
+def _read_manifest(d: Path) -> tuple[Path, dict[str, Any], Config]:
+    """``(path, manifest, config)`` of the export in ``d``; the manifest's format, version,
+    top-level fields and complete, valid config (matching its digest) are checked."""
     mpath = d / MANIFEST
     if not mpath.is_file():
         raise ExportError(f"{mpath} not found; fix: point --weights at a directory written by "
@@ -214,6 +346,9 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
         man = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ExportError(f"{mpath} is not valid JSON ({e}); fix: export again") from None
+    except OSError as e:
+        raise ExportError(f"{mpath} cannot be read ({e.strerror}); fix: make it readable or "
+                          "export again") from None
     if not isinstance(man, dict) or man.get("format") != FORMAT or man.get("version") != VERSION:
         raise ExportError(f"{mpath}: field 'format'/'version' is not {FORMAT!r} version "
                           f"{VERSION}; fix: export again with this foldaccel")
@@ -221,9 +356,55 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
         if key not in man:
             raise ExportError(f"{mpath}: field '{key}' is missing; fix: export again")
     try:
-        cfg = config_from_dict(man["config"], f"{mpath} config")
+        cfg = config_from_dict(man["config"], f"{mpath} config", complete=True)
     except ConfigError as e:
-        raise ExportError(str(e)) from None
+        raise ExportError(f"{e}; (this config is stored in the export, so the real fix is: "
+                          "export again)") from None
+    if man.get("config_digest") != cfg.digest():
+        raise ExportError(f"{mpath}: field 'config_digest' does not match the stored config "
+                          "(manifest edited or corrupted); fix: export again")
+    return mpath, man, cfg
+
+
+def export_config(path: str | Path) -> Config:
+    """The config the export in directory ``path`` was made with (validated, complete), read
+    from its manifest without loading the tensors. Raises :class:`ExportError` naming the file
+    and the fix for a missing or broken manifest."""
+    return _read_manifest(Path(path))[2]
+
+
+def _check_hex(d: Path, mpath: Path, name: str, entry: dict[str, Any]) -> None:
+    """The hex image of tensor ``name`` is where the manifest says and has its sha256."""
+    if entry.get("hex") != hex_path(name):
+        raise ExportError(f"{mpath}: tensor '{name}' lists hex image {entry.get('hex')!r}, "
+                          f"expected {hex_path(name)!r}; fix: export again")
+    hpath = d / hex_path(name)
+    try:
+        with open(hpath, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise ExportError(f"{hpath}: hex image of tensor '{name}' is missing; fix: export "
+                          "again") from None
+    except OSError as e:
+        raise ExportError(f"{hpath}: hex image of tensor '{name}' cannot be read "
+                          f"({e.strerror}); fix: export again") from None
+    if digest != entry.get("hex_sha256"):
+        raise ExportError(f"{hpath}: sha256 of the hex image of tensor '{name}' does not match "
+                          f"'hex_sha256' in {MANIFEST} (file corrupted or edited); fix: export "
+                          "again")
+
+
+def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
+    """Load and validate an export directory -> :class:`QuantModel`.
+
+    Checks the manifest format, that its config equals ``config`` (when given), that every
+    tensor the config needs is listed and stored with the listed shape, dtype and sha256, that
+    its hex image is listed, present and matches ``hex_sha256``, that nothing extra is stored,
+    that requantization parameters are in range and that every scale is present and positive.
+    Raises :class:`ExportError` naming the file, field or tensor.
+    """
+    d = Path(path)
+    mpath, man, cfg = _read_manifest(d)
     if config is not None:
         diff = _first_difference(man["config"], config.to_dict())
         if diff:
@@ -277,6 +458,8 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
         if extra:
             raise ExportError(f"{wpath}: holds tensor '{extra[0]}' not in the manifest; fix: "
                               "export again")
+    for name in specs:
+        _check_hex(d, mpath, name, listed[name])
     scales, formats = man["scales"], man["formats"]
     for name in expected_scales(cfg):
         v = scales.get(name)

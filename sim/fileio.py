@@ -34,3 +34,42 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written; the message names it, the option and the fix."""
+
+
+def check_writable(path: Path, what: str, *, directory: bool = False) -> None:
+    """Raise :class:`OutputPathError` unless ``path`` (a file, or with ``directory`` a
+    directory) can be created or replaced; ``what`` names it for the user (e.g. ``--out``).
+    Leaves nothing behind."""
+    from model.paths import cannot_create_in, nearest_existing
+
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise OutputPathError(f"{what} '{path}' exists and is not a directory; fix: "
+                                  "choose another path")
+        if not directory and path.is_dir():
+            raise OutputPathError(f"{what} '{path}' is a directory; fix: name a file")
+    base = nearest_existing(path if directory else path.parent)
+    if not base.is_dir():
+        raise OutputPathError(f"{what} '{path}' cannot be created: '{base}' is a file, not a "
+                              "directory; fix: choose another path")
+    why = cannot_create_in(base)
+    if why:
+        raise OutputPathError(f"{what} '{path}' cannot be written: {why} in '{base}'; fix: "
+                              "choose a writable location")
+
+
+def make_output_dir(path: Path, what: str) -> Path:
+    """Create the output directory ``path`` (and its parents) after :func:`check_writable`."""
+    path = Path(path)
+    check_writable(path, what, directory=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{what} '{path}' cannot be created: {e.strerror}; fix: choose "
+                              "a writable location") from None
+    return path

@@ -65,6 +65,7 @@ class StreamReport:
     state: str = ""
     resident: dict[str, bool] = field(default_factory=dict)
     sram_bytes: dict[str, int] = field(default_factory=dict)
+    waves: str | None = None                 # the waveform file of an RTL run, if any
 
     @property
     def cycles(self) -> int:
@@ -195,7 +196,8 @@ def report_dict(r: StreamReport) -> dict[str, Any]:
             "counter_mismatches": r.counter_mismatches, "isa_mismatches": r.isa_mismatches,
             "weights": r.weights, "state": r.state, "resident": r.resident,
             "sram_bytes": r.sram_bytes,
-            "counters": r.counters, "sim_s": round(r.sim_s, 3), "wall_s": round(r.wall_s, 3)}
+            "counters": r.counters, "sim_s": round(r.sim_s, 3), "wall_s": round(r.wall_s, 3),
+            "waves": r.waves}
 
 
 __all__ = ["Mismatch", "StreamReport", "compare_stream", "describe_compiler", "golden_stream",

@@ -70,3 +70,35 @@ def test_bench_sim_speed_json(capsys):
     assert code == 0 and res["same_result"] is True
     for key in ("cycles_per_s", "raw_cycles_per_s", "ratio"):
         assert res[key] > 0
+
+
+def _runs() -> set[str]:
+    from sim.fileio import build_root
+    d = build_root() / "runs"
+    return {p.name for p in d.iterdir()} if d.is_dir() else set()
+
+
+@pytest.mark.rtl
+def test_scratch_folders_are_removed_unless_kept(capsys):
+    argv = ["rtl", "gemm", "--m", "8", "--k", "8", "--n", "8", "--json"]
+    before = _runs()
+    assert main(argv) == 0
+    assert _runs() == before, "a successful run left its scratch folders in build/runs/"
+    assert main([*argv, "--keep-runs"]) == 0
+    kept = _runs() - before
+    assert kept and all(name.startswith(("jobs-", "accel_tb-")) for name in kept)
+    import shutil
+
+    from sim.fileio import build_root
+    for name in kept:  # the test's own folders
+        shutil.rmtree(build_root() / "runs" / name)
+    capsys.readouterr()
+
+
+@pytest.mark.rtl
+@pytest.mark.slow  # a tracing build of the accelerator costs ~2.5 min
+def test_waves_path(tmp_path, capsys):
+    want = tmp_path / "gemm.vcd"
+    code, res = _json(capsys, ["rtl", "gemm", "--m", "8", "--k", "8", "--n", "8", "--waves",
+                               str(want), "--json"])
+    assert code == 0 and res["waves"] == str(want) and want.stat().st_size > 0

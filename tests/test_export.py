@@ -1,10 +1,13 @@
-"""Export: byte-identical files, hex images, atomic writes, validated loading, CLI."""
+"""Export: byte-identical files, hex images, atomic writes, target checks, validated loading,
+CLI."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -12,13 +15,19 @@ import numpy as np
 import pytest
 
 import model.export as ex
+import model.quantize
 from model.config import load_config
-from model.export import ExportError, export, load_export
+from model.export import ExportError, check_export_target, export, export_config, load_export
 from model.golden import GoldenEncoder
 from model.quantize import quantize_model, tensor_specs
 from sim.cli import main
 
 TINY = load_config("configs/tiny.toml")
+
+
+def _re(p) -> str:
+    """``p`` as a regular expression matching itself."""
+    return re.escape(str(p))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +88,7 @@ def test_manifest_checksums_scales_and_roundtrip(qm, exported):
     xq = np.random.default_rng(1).integers(-30000, 30000, (9, 64)).astype(np.int16)
     assert np.array_equal(g1.stream(xq), g2.stream(xq))
     # Storage formats of the activations: the int16 residual stream, uint8 probabilities.
-    assert man["version"] == 2 and man["numerics"]["prob_bits"] == 8
+    assert man["version"] == 3 and man["numerics"]["prob_bits"] == 8
     assert man["numerics"]["prob_zero_point"] == 128
     fmt = man["formats"]
     assert set(fmt) == set(man["scales"])
@@ -149,12 +158,176 @@ def test_export_refuses_foreign_directory(qm, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_export_replaces_an_older_export(qm, tmp_path):
-    export(qm, tmp_path / "w")
-    (tmp_path / "w" / "stale.txt").write_text("old")
-    export(qm, tmp_path / "w")
-    assert not (tmp_path / "w" / "stale.txt").exists()
+def test_reexport_replaces_only_its_own_files(qm, tmp_path):
+    target = export(qm, tmp_path / "w")
+    fresh = _files(target)
+    # A user's files, a hex image the old manifest lists but the new one does not, and an
+    # unlisted .hex file foldaccel does not own.
+    (target / "notes.txt").write_text("mine")
+    (target / "hex" / "mine.txt").write_text("also mine")
+    (target / "hex" / "unlisted.hex").write_text("00\n")
+    (target / "hex" / "gone.hex").write_text("00\n")
+    _edit_manifest(target, lambda m: m["tensors"].__setitem__("gone", {"hex": "hex/gone.hex"}))
+    (target / "hex" / "L0.q.bias.hex").write_text("edited\n")
+    export(qm, target)
+    assert (target / "notes.txt").read_text() == "mine"
+    assert (target / "hex" / "mine.txt").read_text() == "also mine"
+    assert (target / "hex" / "unlisted.hex").read_text() == "00\n"
+    assert not (target / "hex" / "gone.hex").exists()
+    after = _files(target)
+    for name in ("notes.txt", "hex/mine.txt", "hex/unlisted.hex"):
+        after.pop(name)
+    assert after == fresh
     assert [p.name for p in tmp_path.iterdir()] == ["w"]
+    assert sorted(p.name for p in target.iterdir()) == ["hex", "manifest.json", "notes.txt",
+                                                        "weights.npz"]
+    load_export(target, TINY)
+
+
+def test_old_manifest_cannot_make_export_delete_other_files(qm, tmp_path):
+    target = export(qm, tmp_path / "w")
+    (tmp_path / "precious.hex").write_text("x")
+    (target / "notes.txt").write_text("mine")
+    _edit_manifest(target, lambda m: m["tensors"].update(
+        {"a": {"hex": "../precious.hex"}, "b": {"hex": "notes.txt"},
+         "c": {"hex": "hex/../notes.txt"}, "d": {"hex": 3}}))
+    export(qm, target)
+    assert (tmp_path / "precious.hex").read_text() == "x"
+    assert (target / "notes.txt").read_text() == "mine"
+    load_export(target, TINY)
+
+
+def test_export_into_an_empty_directory(qm, tmp_path):
+    target = tmp_path / "w"
+    target.mkdir()
+    export(qm, target)
+    assert _files(target) == _files(export(qm, tmp_path / "fresh"))
+
+
+def test_failed_rename_leaves_no_temp_files(qm, tmp_path, monkeypatch):
+    target = export(qm, tmp_path / "w")
+    (target / "notes.txt").write_text("mine")
+    real, calls = os.replace, {"n": 0}
+
+    def flaky(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("device gone (simulated)")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OSError, match="device gone"):
+        export(qm, target)
+    monkeypatch.setattr(os, "replace", real)
+    assert [p.name for p in tmp_path.iterdir()] == ["w"]
+    assert sorted(p.name for p in target.iterdir()) == ["hex", "manifest.json", "notes.txt",
+                                                        "weights.npz"]
+    assert not any(p.name.startswith(".") for p in target.rglob("*"))
+    export(qm, target)
+    load_export(target, TINY)
+
+
+def test_foreign_directory_is_refused_before_quantizing(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("quantize_model must not run for a refused target")
+
+    monkeypatch.setattr(model.quantize, "quantize_model", boom)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError,
+                       match=rf"--out {_re(tmp_path)} is a non-empty directory without "
+                             r"manifest.json \(not an export\); fix:"):
+        ex.export_model(TINY, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert main(["export", "--config", "configs/tiny.toml", "--out", str(tmp_path)]) == 2
+
+
+def test_unwritable_targets_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(model.quantize, "quantize_model", lambda *a, **k: pytest.fail("ran"))
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ExportError,
+                       match=rf"--out {_re(f)} exists and is not a directory; fix:"):
+        ex.export_model(TINY, f)
+    for under in (f / "w", f / "a" / "b"):
+        with pytest.raises(ExportError,
+                           match=rf"--out {_re(under)}: {_re(f)} is a file, not a directory.*; "
+                                 r"fix: choose another --out path"):
+            ex.export_model(TINY, under)
+    with pytest.raises(ExportError, match=r"not a directory"):
+        check_export_target("/etc/passwd/x")
+    assert f.read_text() == "x"
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ExportError, match=r"broken symbolic link"):
+        check_export_target(link)
+    check_export_target(tmp_path / "new" / "deeper")  # creatable: fine
+    check_export_target(tmp_path / "new")
+
+
+def test_read_only_parent_is_refused(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    # root bypasses permission bits, so deny access through os.access itself.
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro
+                        else real_access(p, mode))
+    with pytest.raises(ExportError,
+                       match=rf"--out {_re(ro / 'w' / 'x')}: the nearest existing directory "
+                             rf"{_re(ro)} is not writable \(no write permission\); fix:"):
+        check_export_target(ro / "w" / "x")
+    with pytest.raises(ExportError,
+                       match=rf"--out {_re(ro)}: directory {_re(ro)} is not writable"):
+        check_export_target(ro)
+
+
+def test_unwritable_location_is_refused_for_real():
+    # /proc refuses new entries even for root, who ignores permission bits
+    with pytest.raises(ExportError, match=r"is not writable"):
+        check_export_target("/proc/foldaccel-no-such/w")
+
+
+def test_hex_images_are_checked_on_load(exported):
+    man = json.loads((exported / "manifest.json").read_text())
+    entry = man["tensors"]["L0.q.weight"]
+    data = (exported / entry["hex"]).read_bytes()
+    assert entry["hex_sha256"] == hashlib.sha256(data).hexdigest()
+    (exported / entry["hex"]).write_bytes(data.replace(b"\n", b"\r\n", 3))
+    with pytest.raises(ExportError, match=r"hex/L0.q.weight.hex: sha256 of the hex image of "
+                                          r"tensor 'L0.q.weight' does not match 'hex_sha256'.*"
+                                          r"fix: export again"):
+        load_export(exported)
+    (exported / entry["hex"]).unlink()
+    with pytest.raises(ExportError, match=r"hex/L0.q.weight.hex: hex image of tensor "
+                                          r"'L0.q.weight' is missing; fix: export again"):
+        load_export(exported)
+
+
+def test_hex_path_in_manifest_is_checked(exported):
+    _edit_manifest(exported, lambda m: m["tensors"]["rsqrt_lut"].__setitem__("hex", "x.hex"))
+    with pytest.raises(ExportError, match=r"tensor 'rsqrt_lut' lists hex image 'x.hex', "
+                                          r"expected 'hex/rsqrt_lut.hex'"):
+        load_export(exported)
+
+
+def test_export_config_reads_the_stored_config(exported, tmp_path):
+    cfg = export_config(exported)
+    assert cfg == TINY and cfg.digest() == TINY.digest()
+    assert cfg.source.endswith("manifest.json config")
+    with pytest.raises(ExportError, match=r"manifest.json not found; fix:"):
+        export_config(tmp_path / "nowhere")
+    _edit_manifest(exported, lambda m: m["config"]["model"].__setitem__("n_heads", 5))
+    with pytest.raises(ExportError, match=r"field 'n_heads' =5 does not divide.*export again"):
+        export_config(exported)
+    _edit_manifest(exported, lambda m: m["config"]["model"].pop("n_heads"))
+    with pytest.raises(ExportError, match=r"missing field\(s\) \[model\] n_heads"):
+        export_config(exported)
+    _edit_manifest(exported, lambda m: m.__setitem__("config", TINY.to_dict()))
+    _edit_manifest(exported, lambda m: m["config"]["hardware"].__setitem__("rows", 8))
+    with pytest.raises(ExportError, match=r"'config_digest' does not match"):
+        export_config(exported)
+    _edit_manifest(exported, lambda m: m.pop("config"))
+    with pytest.raises(ExportError, match=r"field 'config' is missing"):
+        export_config(exported)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -248,7 +421,7 @@ def test_wrong_activation_format(exported):
 
 def test_old_format_version_is_rejected(exported):
     _edit_manifest(exported, lambda m: m.__setitem__("version", 1))
-    with pytest.raises(ExportError, match=r"'format'/'version'.*version 2"):
+    with pytest.raises(ExportError, match=r"'format'/'version'.*version 3"):
         load_export(exported)
 
 

@@ -76,9 +76,12 @@ def test_bad_fold_exits_2_naming_the_field(capsys, fold):
 
 def test_bad_config_exits_2_naming_the_field(capsys, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[model]\nd_model = 64\nn_heads = 5\n")
+    bad.write_text('extends = "tiny.toml"\n[model]\nd_model = 64\nn_heads = 5\n')
     assert main(["model", "info", "--config", str(bad)]) == 2
-    assert "n_heads" in capsys.readouterr().err
+    assert "field 'n_heads' =5 does not divide d_model=64" in capsys.readouterr().err
+    bad.write_text("[model]\nd_model = 64\nn_heads = 4\n")  # incomplete, no extends
+    assert main(["model", "info", "--config", str(bad)]) == 2
+    assert "missing field(s) [model] ffn_dim" in capsys.readouterr().err
     assert main(["model", "info", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "not found" in capsys.readouterr().err
 

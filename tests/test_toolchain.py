@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +76,19 @@ def test_missing_gxx(monkeypatch, tmp_path):
         find_toolchain()
 
 
+def test_missing_perl_is_named_before_verilator_fails(monkeypatch, tmp_path):
+    """Verilator's wrapper is a Perl script: without perl the message names perl."""
+    _fake_verilator(tmp_path / "v", "Verilator 5.040 2025-01-01")
+    monkeypatch.setenv("VERILATOR_ROOT", str(tmp_path / "v"))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("g++", "make"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bindir))
+    with pytest.raises(ToolchainError, match=r"perl not found.*fix:"):
+        find_toolchain()
+
+
 def test_rtl_run_fails_cleanly_without_verilator(monkeypatch, tmp_path):
     monkeypatch.setenv("VERILATOR_ROOT", str(tmp_path / "nowhere"))
     monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path / "build"))
@@ -100,3 +115,47 @@ def test_doctor_ok():
     assert out.returncode == 0, out.stderr
     assert report["rtl_build_ok"] is True
     assert report["verilator_version"] == find_toolchain().verilator_version
+
+
+def _entry_points():
+    """Every RTL entry point, each called with arguments that would otherwise do real work."""
+    from model.config import HardwareConfig
+    from sim.rtl.jobs import Job, run_jobs
+    from sim.rtl.runner import build, component_verilog
+
+    def factory():
+        raise AssertionError("the design was elaborated before the build directory check")
+
+    return {
+        "build": lambda: build(pe_design()),
+        "run_cocotb": lambda: run_cocotb(pe_design(), "cocotb_tests.tb_pe"),
+        "run_jobs": lambda: run_jobs(HardwareConfig(), [Job([], [], 10)]),
+        "component_verilog": lambda: component_verilog("x", factory, {}),
+    }
+
+
+def _assert_build_dir_error(root, call):
+    with pytest.raises(ToolchainError) as e:
+        call()
+    msg = str(e.value)
+    assert str(root) in msg and "FOLDACCEL_BUILD_DIR" in msg and "fix:" in msg
+    return msg
+
+
+def test_build_dir_under_a_regular_file(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    root = blocker / "build"
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(root))
+    for name, call in _entry_points().items():
+        msg = _assert_build_dir_error(root, call)
+        assert "Not a directory" in msg, name
+
+
+def test_build_dir_that_cannot_be_created(monkeypatch):
+    # /proc refuses new entries even for root (who ignores permission bits)
+    root = Path("/proc/foldaccel-no-such-build")
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(root))
+    for name, call in _entry_points().items():
+        msg = _assert_build_dir_error(root, call)
+        assert "fix:" in msg, name

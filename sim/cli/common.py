@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from model.config import Config, ConfigError, load_config
+from sim.tables import format_table  # noqa: F401  (re-exported for the command modules)
 
 
 class UserError(Exception):
@@ -18,11 +19,59 @@ class UserError(Exception):
 USER_ERRORS: list[type[BaseException]] = [ConfigError]
 
 
-def add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    """``--config PATH`` and ``--fold N`` (overrides ``model.fold_factor``)."""
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error types of the toolchain, the RTL runner and output paths: user-facing in
+    every command (a missing Verilator, a failed build, an unwritable path)."""
+    from sim.fileio import OutputPathError
+    from sim.rtl.jobs import AccelRunError
+    from sim.rtl.runner import RtlBuildError, RtlRunError
+    from sim.rtl.toolchain import ToolchainError
+    return (OutputPathError, ToolchainError, RtlBuildError, RtlRunError, AccelRunError)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default X)`` to an option's help unless the help already states a default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.required
+                or action.default is argparse.SUPPRESS
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default off)"
+        if action.default is None:
+            return text  # tests/test_cli_help.py requires such options to state it
+        return f"{text} (default %(default)s)"
+
+
+def add_config_args(p: argparse.ArgumentParser, required: bool = False,
+                    fold: bool = True) -> None:
+    """``--config PATH`` and, for commands that use the model, ``--fold N`` (overrides
+    ``model.fold_factor``)."""
     p.add_argument("--config", required=required, metavar="PATH",
                    help="TOML config (model + hardware); default: configs/demo.toml")
-    p.add_argument("--fold", type=int, metavar="N", help="override model.fold_factor")
+    if fold:
+        p.add_argument("--fold", type=int, metavar="N",
+                       help="override model.fold_factor (default: the config's)")
+
+
+def seed_value(text: str) -> int:
+    """``--seed``: an integer >= 0 (numpy's generators refuse negative seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer; fix: use a seed "
+                                         "like 0 or 1234") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative; fix: use a seed >= 0")
+    return v
+
+
+def add_seed_arg(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--seed S`` (>= 0) with ``what`` it seeds and its default in the help."""
+    p.add_argument("--seed", type=seed_value, default=default, metavar="S",
+                   help=f"seed of {what} (default {default})")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
@@ -58,28 +107,3 @@ def _json_default(o: Any) -> Any:
         if isinstance(o, np.ndarray):
             return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def format_table(header: list[str], rows: list[list[Any]]) -> str:
-    """Plain-text table with right-aligned numeric columns."""
-    cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for n, r in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w)
-                               for c, w in zip(r, widths, strict=True)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _numeric(cell: str) -> bool:
-    return cell.lstrip("+-").replace(",", "").replace(".", "", 1).rstrip("%x").isdigit()
-
-
-def _fmt(c: Any) -> str:
-    if isinstance(c, float):
-        return f"{c:,.4g}" if abs(c) < 1e4 else f"{c:,.0f}"
-    if isinstance(c, int) and not isinstance(c, bool):
-        return f"{c:,}"
-    return str(c)

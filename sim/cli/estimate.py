@@ -81,15 +81,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--m", type=_positive, required=True, help="rows of A and C")
     g.add_argument("--k", type=_positive, required=True, help="inner dimension")
     g.add_argument("--n", type=_positive, required=True, help="columns of B and C")
-    g.add_argument("--rows", type=_positive, help="override hardware.rows")
-    g.add_argument("--cols", type=_positive, help="override hardware.cols")
+    g.add_argument("--rows", type=_positive,
+                   help="override hardware.rows (default: the config's)")
+    g.add_argument("--cols", type=_positive,
+                   help="override hardware.cols (default: the config's)")
     g.add_argument("--bias", action="store_true", help="add an int32 bias row")
     g.add_argument("--requant", action="store_true",
                    help="requantize to int8 (default: int32 output, as 'foldaccel rtl gemm')")
     g.add_argument("--relu", action="store_true", help="ReLU in the requantization")
     g.add_argument("--activation-b", action="store_true",
                    help="B is an on-chip activation (e.g. K^T), not a weight from DRAM")
-    add_config_args(g)
+    add_config_args(g, fold=False)
     _energy_arg(g)
     add_json_arg(g)
     g.set_defaults(func=cmd_gemm)
@@ -115,8 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "factor. With --compare-fold: the folding report.")
     add_config_args(mod)
     mod.add_argument("--compare-fold", type=_int_list, metavar="N,N,...",
-                     help="folding report over these fold factors (fold 1 is the baseline)")
-    mod.add_argument("--plot", metavar="PATH", help="with --compare-fold: save a PNG")
+                     help="folding report over these fold factors (fold 1 is the baseline; "
+                     "default: no report, the config's fold)")
+    mod.add_argument("--plot", metavar="PATH",
+                     help="with --compare-fold: save a PNG (default: no plot)")
     mod.add_argument("--ops", action="store_true",
                      help="also print the segment's program by opcode")
     _energy_arg(mod)
@@ -133,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for axis, fields in AXES.items():
         flag = "--" + axis.replace("_", "-")
         s.add_argument(flag, dest=f"axis_{axis}", metavar="V,V,...",
-                       help=f"values of {' + '.join(fields)}")
+                       help=f"values of {' + '.join(fields)} (default: the config's)")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")
     s.add_argument("--jobs", type=_positive, help="worker processes (default: CPU count)")
     s.add_argument("--cache-dir", metavar="DIR", help="result cache (default: DIR/cache)")
@@ -248,6 +252,12 @@ def cmd_model(args: argparse.Namespace) -> int:
     table = load_energy_table(args.energy_table)
     if args.plot and not args.compare_fold:
         raise UserError("--plot needs --compare-fold; fix: add e.g. --compare-fold 1,2,4")
+    if args.plot:  # checked before the work, not after it
+        from sim.fileio import check_writable
+        if not Path(args.plot).parent.is_dir():
+            raise UserError(f"--plot directory '{Path(args.plot).parent}' does not exist; "
+                            "fix: create it or choose another path")
+        check_writable(Path(args.plot), "--plot")
     try:
         if args.compare_fold:
             rep = compare_fold(cfg, args.compare_fold, table=table)
@@ -272,9 +282,6 @@ def _fold_report(rep: dict, args: argparse.Namespace) -> int:
         rel = {label: [rep["metrics"][k][str(f)] / rep["metrics"][k]["1"] for f in folds]
                for label, k in bars.items()}
         path = Path(args.plot)
-        if not path.parent.is_dir():
-            raise UserError(f"--plot directory '{path.parent}' does not exist; fix: create it "
-                            "or choose another path")
         atomic_write(path, fold_plot(folds, rel, f"Folding vs fold 1 — "
                                      f"{Path(rep['config']).name}, one segment per fold"))
         rep["plot"] = str(path)

@@ -21,6 +21,7 @@ from sim.cli.common import (
     UserError,
     add_config_args,
     add_json_arg,
+    add_seed_arg,
     config_from_args,
     emit,
     format_table,
@@ -40,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "byte-identical files; the write is atomic.")
     add_config_args(ex)
     ex.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    ex.add_argument("--seed", type=int, default=0, metavar="S",
-                    help="seed of the float weights and the calibration data (default 0)")
+    add_seed_arg(ex, 0, "the float weights and the calibration data")
     add_json_arg(ex)
     ex.set_defaults(func=cmd_export)
 
@@ -50,16 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load an export, stream a seeded synthetic log-mel utterance of S "
         "segments through the integer golden model and the float model, and report the "
         "SQNR (dB) of each layer's output and of the encoder output.")
-    add_config_args(go)
+    go.add_argument("--config", metavar="PATH",
+                    help="TOML config the export must match (default: the config stored in "
+                    "the export's manifest)")
+    go.add_argument("--fold", type=int, metavar="N",
+                    help="override model.fold_factor of --config (default: the config's)")
     go.add_argument("--weights", required=True, metavar="DIR",
                     help="directory written by 'foldaccel export'")
     go.add_argument("--segments", type=int, default=8, metavar="S",
                     help="streaming segments to run (default 8)")
-    go.add_argument("--seed", type=int, default=1234, metavar="S",
-                    help="seed of the input utterance (default 1234)")
+    add_seed_arg(go, 1234, "the input utterance")
     go.add_argument("--seeds", metavar="A-B|LIST",
                     help="sweep these input seeds (e.g. 0-9 or 0,3,7) and report the minimum "
-                    "and mean SQNR of each layer over them (replaces --seed)")
+                    "and mean SQNR of each layer over them (replaces --seed; default: one "
+                    "seed)")
     go.add_argument("--per-op", action="store_true",
                     help="also report the SQNR of every intermediate tensor per layer")
     add_json_arg(go)
@@ -67,9 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from model.export import export_model
+    from model.export import check_export_target, export_model
 
     cfg = config_from_args(args)
+    check_export_target(args.out)  # before the slow quantization
     log.info("quantizing %s (seed %d) ...", cfg.source, args.seed)
     path, qm = export_model(cfg, args.out, seed=args.seed)
     nbytes = sum(int(a.nbytes) for a in qm.tensors.values())
@@ -113,7 +118,11 @@ def cmd_golden(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.per_op:
         raise UserError("--per-op reports one input; use it with --seed, not --seeds")
     seeds = _parse_seeds(args.seeds) if args.seeds is not None else None
-    cfg = config_from_args(args)
+    if args.config is None and args.fold is None:
+        from model.export import export_config
+        cfg = export_config(args.weights)  # the config the weights were exported with
+    else:
+        cfg = config_from_args(args)
     qm = load_export(args.weights, cfg)
     if seeds is not None:
         return _golden_sweep(args, qm, seeds, cfg.digest())

@@ -25,6 +25,7 @@ from sim.cli.common import (
     UserError,
     add_config_args,
     add_json_arg,
+    add_seed_arg,
     config_from_args,
     emit,
     format_table,
@@ -49,15 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--m", type=int, required=True, help="rows of A and C")
     g.add_argument("--k", type=int, required=True, help="columns of A, rows of B")
     g.add_argument("--n", type=int, required=True, help="columns of B and C")
-    g.add_argument("--rows", type=int, help="override hardware.rows")
-    g.add_argument("--cols", type=int, help="override hardware.cols")
-    g.add_argument("--seed", type=int, default=0, help="operand seed (default 0)")
+    g.add_argument("--rows", type=int, help="override hardware.rows (default: the config's)")
+    g.add_argument("--cols", type=int, help="override hardware.cols (default: the config's)")
+    add_seed_arg(g, 0, "the operands")
     g.add_argument("--bias", action="store_true", help="add a random int32 bias per column")
     g.add_argument("--requant", action="store_true",
                    help="requantize to int8 with random per-column multiplier and shift")
     g.add_argument("--relu", action="store_true", help="ReLU in the requantization")
-    g.add_argument("--waves", action="store_true", help="write a waveform (FST or VCD)")
-    add_config_args(g)
+    _run_args(g)
+    add_config_args(g, fold=False)
     add_json_arg(g)
     g.set_defaults(func=gemm)
     la = rsub.add_parser(
@@ -68,17 +69,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "element of every segment and the final rings with the integer golden model; the RTL "
         "counters are compared with the timing model. Without --weights a seeded model is "
         "built and quantized first.")
-    la.add_argument("--weights", metavar="DIR", help="directory written by 'foldaccel export'")
+    la.add_argument("--weights", metavar="DIR",
+                    help="directory written by 'foldaccel export' (default: build and "
+                    "quantize a model from --seed)")
     la.add_argument("--segments", type=int, default=4, metavar="S",
                     help="streaming segments to run (default 4)")
-    la.add_argument("--layers", type=int, metavar="L", help="run the first L layers only")
-    la.add_argument("--seed", type=int, default=0, metavar="S",
-                    help="seed of the model (without --weights) and of the input utterance "
-                    "(default 0)")
-    la.add_argument("--waves", action="store_true", help="write a waveform (FST or VCD)")
+    la.add_argument("--layers", type=int, metavar="L", help="run the first L layers only "
+                    "(default: all)")
+    add_seed_arg(la, 0, "the model (without --weights) and of the input utterance")
+    _run_args(la)
     add_config_args(la)
     add_json_arg(la)
     la.set_defaults(func=layer)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """``--waves [PATH]`` and ``--keep-runs``, shared by the RTL commands."""
+    p.add_argument("--waves", nargs="?", const="", default=None, metavar="PATH",
+                   help="write a waveform (FST, or VCD without the lz4 headers) to PATH "
+                   "(default: none; without PATH: build/waves/<design>-<time>.fst|vcd). "
+                   "Tracing needs its own Verilator build (cached): compiled into the normal "
+                   "build it would cost ~3x build time and ~12%% simulation speed")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep the simulator's scratch folder under build/runs/ (default: "
+                   "removed after a successful run; failed runs always keep it)")
+
+
+def _waves(args: argparse.Namespace) -> dict:
+    """``run_jobs`` keywords of ``--waves``/``--keep-runs``."""
+    return {"waves": args.waves is not None, "waves_path": args.waves or None,
+            "keep_runs": args.keep_runs}
 
 
 def random_operands(m: int, k: int, n: int, seed: int, bias: bool, requant: bool):
@@ -95,7 +115,8 @@ def random_operands(m: int, k: int, n: int, seed: int, bias: bool, requant: bool
 
 
 def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
-             requant: bool = False, relu: bool = False, waves: bool = False) -> dict:
+             requant: bool = False, relu: bool = False, waves: bool = False,
+             waves_path=None, keep_runs: bool = False) -> dict:
     """Compile, simulate (ISA + RTL), compare; the result dict of ``rtl gemm --json``."""
     from sim.rtl.designs import harness_depths
 
@@ -121,7 +142,7 @@ def run_gemm(hw, m: int, k: int, n: int, *, seed: int = 0, bias: bool = False,
     model = program_cycles(prog, hw)
     log.info("%s", prog.describe())
     records, result = run_jobs(hw, [Job(prog.words(), din, 4 * model["total"] + 10000)],
-                               waves=waves)
+                               waves=waves, waves_path=waves_path, keep_runs=keep_runs)
     rec = records[0]
     if not rec.ok:
         raise AccelRunError(f"RTL run failed: {rec.describe(prog.words())} "
@@ -172,7 +193,7 @@ def gemm(args: argparse.Namespace) -> int:
     if args.relu and not args.requant:
         raise UserError("--relu needs --requant (ReLU is applied during requantization)")
     res = run_gemm(cfg.hardware, args.m, args.k, args.n, seed=args.seed, bias=args.bias,
-                   requant=args.requant, relu=args.relu, waves=args.waves)
+                   requant=args.requant, relu=args.relu, **_waves(args))
     if args.json:
         emit(res)
     else:
@@ -198,9 +219,11 @@ def layer(args: argparse.Namespace) -> int:
     from sim.rtl.layer_run import run_stream
     from sim.stream import report_dict
 
-    cfg = config_from_args(args)
-    if args.seed < 0:
-        raise UserError(f"--seed {args.seed} is negative; fix: use a seed >= 0")
+    if args.weights and args.config is None and args.fold is None:
+        from model.export import export_config
+        cfg = export_config(args.weights)  # the config the weights were exported with
+    else:
+        cfg = config_from_args(args)
     if args.segments < 1:
         raise UserError(f"--segments {args.segments} must be >= 1")
     if args.layers is not None and not 1 <= args.layers <= cfg.model.n_layers:
@@ -214,7 +237,7 @@ def layer(args: argparse.Namespace) -> int:
             log.info("building and quantizing a model with seed %d", args.seed)
             qm = quantize_model(cfg, seed=args.seed)
         report = run_stream(cfg, qm, args.segments, args.layers, seed=args.seed,
-                            waves=args.waves)
+                            **_waves(args))
     except (ExportError, LayerCompileError) as e:
         raise UserError(str(e)) from None
     res = report_dict(report)
@@ -234,6 +257,8 @@ def layer(args: argparse.Namespace) -> int:
             ["wall s", round(report.wall_s, 2)]]))
         for line in report.counter_mismatches:
             print(f"counter mismatch: {line}")
+        if report.waves:
+            print(f"waves: {report.waves}")
     ok = report.ok
     if not ok:
         print("foldaccel rtl layer: the RTL differs from the golden model or the timing model"

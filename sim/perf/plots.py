@@ -102,3 +102,66 @@ def fold_plot(folds: Sequence[int], metrics: dict[str, Sequence[float]], title: 
     ax.legend(fontsize=8, loc="upper center", ncol=len(folds))
     fig.tight_layout()
     return _png(fig)
+
+
+def demo_fold_plot(folds: Sequence[str], cycles: Sequence[float],
+                   energy: Sequence[dict[str, float]], segments: int,
+                   sram_kib: dict[str, Sequence[float]], title: str) -> bytes:
+    """Three panels per fold factor: RTL cycles per segment, energy per segment stacked by
+    component (``energy``: breakdowns of all ``segments`` in pJ) and peak SRAM per bank."""
+    fig, (ax_c, ax_e, ax_s) = plt.subplots(1, 3, figsize=(13, 4.5))
+    cmap = plt.get_cmap("tab10")
+    labels = [f"fold {f}" for f in folds]
+    bars = ax_c.bar(labels, cycles, color=[cmap(i % 10) for i in range(len(folds))])
+    for b, v in zip(bars, cycles, strict=True):
+        ax_c.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                      va="bottom", fontsize=8, textcoords="offset points", xytext=(0, 2))
+    ax_c.set_ylabel("RTL cycles per segment (mean)")
+    ax_c.set_title("cycles")
+    parts = [k for k in energy[0] if k != "total"]
+    bottom = [0.0] * len(folds)
+    for pi, part in enumerate(parts):
+        vals = [e[part] / segments / 1e6 for e in energy]
+        ax_e.bar(labels, vals, bottom=bottom, color=plt.get_cmap("tab20")(pi % 20), label=part)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax_e.set_ylabel("energy per segment (µJ)")
+    ax_e.set_title("energy by component")
+    ax_e.legend(fontsize=7, loc="upper right")
+    width = 0.8 / len(folds)
+    banks = list(sram_kib)
+    for fi, f in enumerate(folds):
+        xs = [b + (fi - (len(folds) - 1) / 2) * width for b in range(len(banks))]
+        ax_s.bar(xs, [sram_kib[b][fi] for b in banks], width=width, color=cmap(fi % 10),
+                 label=f"fold {f}")
+    ax_s.set_xticks(range(len(banks)))
+    ax_s.set_xticklabels(banks)
+    ax_s.set_ylabel("peak SRAM occupancy (KiB)")
+    ax_s.set_title("SRAM per bank")
+    ax_s.legend(fontsize=8)
+    for ax in (ax_c, ax_e, ax_s):
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def demo_segment_plot(folds: Sequence[str], rtl: Sequence[Sequence[int]],
+                      estimate: Sequence[Sequence[int]], title: str) -> bytes:
+    """Cycles of every streaming segment per fold factor: RTL counters (markers) over the
+    estimator's prediction (line); they coincide when the estimator is exact."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    cmap = plt.get_cmap("tab10")
+    for fi, f in enumerate(folds):
+        seg = list(range(len(rtl[fi])))
+        ax.plot(seg, estimate[fi], color=cmap(fi % 10), linewidth=1.5,
+                label=f"fold {f}: estimate")
+        ax.scatter(seg, rtl[fi], color=cmap(fi % 10), marker="o", s=60, facecolors="none",
+                   linewidths=1.5, label=f"fold {f}: RTL counters", zorder=3)
+    ax.set_xlabel("segment (memory bank and left context filling up)")
+    ax.set_ylabel("cycles")
+    ax.set_xticks(range(max(len(r) for r in rtl)))
+    ax.set_title(f"RTL vs estimate per segment — {title}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

@@ -17,7 +17,6 @@ import io
 import itertools
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from model.config import Config, ConfigError, config_from_dict
 from sim.fileio import atomic_write
 from sim.perf.energy import EnergyTable
 from sim.perf.sources import estimate_digest
+from sim.progress import Progress
 
 #: Axis name -> config fields it sets (one axis may set several fields).
 AXES: dict[str, tuple[str, ...]] = {
@@ -143,32 +143,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-class Progress:
-    """A one-line progress bar on stderr (a line per 10 % when stderr is not a terminal)."""
-
-    def __init__(self, total: int, label: str = "sweep", stream=None):
-        self.total, self.label = total, label
-        self.stream = stream or sys.stderr
-        self.t0 = time.monotonic()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last_decile = -1
-
-    def update(self, done: int, cached: int) -> None:
-        width = 30
-        fill = width * done // self.total if self.total else width
-        line = (f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-                f"(cached {cached}) {time.monotonic() - self.t0:.1f}s")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
-            self.stream.flush()
-        else:
-            decile = 10 * done // self.total if self.total else 10
-            if decile != self.last_decile:
-                self.last_decile = decile
-                self.stream.write(line + "\n")
-                self.stream.flush()
-
-
 def _prepare_dir(path: Path, what: str) -> None:
     if path.exists() and not path.is_dir():
         raise SweepError(f"{what} '{path}' exists and is not a directory; fix: choose another "
@@ -216,29 +190,25 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
                 pass  # an unreadable entry is recomputed
         todo.append(i)
     cached = len(configs) - len(todo)
-    bar = Progress(len(configs)) if progress else None
-    done = cached
-    if bar:
-        bar.update(done, cached)
+    bar = Progress(len(configs), "sweep", unit="point", enabled=progress)
+    bar.update(cached, f"cached {cached}")
     tdict = table.to_dict()
 
     def finish(i: int, row: dict[str, Any]) -> None:
-        nonlocal done
         rows[i] = row
         atomic_write(cache / f"{keys[i]}.json", json.dumps(row, sort_keys=True).encode())
-        done += 1
-        if bar:
-            bar.update(done, cached)
+        bar.update(1)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    if jobs == 1:
-        for i in todo:
-            finish(i, evaluate(configs[i].to_dict(), tdict))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futs = {pool.submit(evaluate, configs[i].to_dict(), tdict): i for i in todo}
-            for fut in as_completed(futs):
-                finish(futs[fut], fut.result())
+    with bar:
+        if jobs == 1:
+            for i in todo:
+                finish(i, evaluate(configs[i].to_dict(), tdict))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futs = {pool.submit(evaluate, configs[i].to_dict(), tdict): i for i in todo}
+                for fut in as_completed(futs):
+                    finish(futs[fut], fut.result())
     final = [dict(r) for r in rows if r is not None]
     feasible = [i for i, r in enumerate(final) if r["feasible"]]
     pareto = {

@@ -10,6 +10,8 @@ and the units involved.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,38 +112,59 @@ class Job:
     feed: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
-def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False
+def run_jobs(hw: HardwareConfig, jobs: list[Job], *, waves: bool = False,
+             waves_path: str | os.PathLike | None = None, keep_runs: bool = False
              ) -> tuple[list[RunRecord], object]:
     """Run ``jobs`` in one simulator process on the accelerator built for ``hw``.
 
     Returns the run records (in job order) and the runner's :class:`sim.rtl.runner.RunResult`
-    (log file, waveform path, wall time).
+    (log file, waveform path, wall time). The scratch directories (``build/runs/jobs-XXXX``
+    with the job files, and the simulator's) are removed when every job ended ``ok``, unless
+    ``keep_runs`` or ``FOLDACCEL_KEEP_RUNS=1``; a failed run keeps them for its log.
+    ``waves``/``waves_path``: as for :func:`sim.rtl.runner.run_cocotb`.
     """
     from sim.rtl.designs import accel_design
-    from sim.rtl.runner import build_root, run_cocotb
+    from sim.rtl.runner import (
+        RtlRunError,
+        keep_runs_requested,
+        remove_run_dir,
+        run_cocotb,
+        writable_build_root,
+    )
 
+    root = writable_build_root()
+    for n, job in enumerate(jobs):
+        for _, src, _, _ in job.feed:
+            if not 0 <= src < n:
+                raise AccelRunError(f"job {n} is fed from job {src}, which does not run before")
     design = accel_design(hw)
-    work = Path(tempfile.mkdtemp(prefix="jobs-", dir=_mkdir(build_root() / "runs")))
+    work = Path(tempfile.mkdtemp(prefix="jobs-", dir=_mkdir(root / "runs")))
     job_file, result_file = work / "jobs.npz", work / "results.npz"
     arrays = {}
     for n, job in enumerate(jobs):
         arrays[f"words{n}"] = words_to_array(job.words)
         arrays[f"din{n}"] = np.asarray(job.din, np.uint8)
         arrays[f"max{n}"] = np.array(job.max_cycles, np.int64)
-        for _, src, _, _ in job.feed:
-            if not 0 <= src < n:
-                raise AccelRunError(f"job {n} is fed from job {src}, which does not run before")
         arrays[f"feed{n}"] = np.array(job.feed, np.int64).reshape(-1, 4)
     np.savez(job_file, n=np.array(len(jobs)), **arrays)
     env = {"FOLDACCEL_CONFIG": Config(hardware=hw).to_toml(), "FOLDACCEL_JOBS": str(job_file),
            "FOLDACCEL_RESULTS": str(result_file)}
-    result = run_cocotb(design, "sim.rtl.job_runner", env=env, waves=waves,
-                        expect=["run_jobs"])
+    try:
+        result = run_cocotb(design, "sim.rtl.job_runner", env=env, waves=waves,
+                            waves_path=waves_path, expect=["run_jobs"], keep_runs=True)
+    except RtlRunError:
+        raise  # the simulator ran and failed: keep the job files beside its log
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing ran (build or toolchain error)
+        raise
     if not result.ok or not result_file.is_file():
-        raise AccelRunError(f"RTL job run failed: {result.summary()}")
+        raise AccelRunError(f"RTL job run failed: {result.summary()} (job files in {work})")
     with np.load(result_file) as res:
         records = [RunRecord.from_json(str(res[f"rec{n}"]), res[f"dout{n}"])
                    for n in range(len(jobs))]
+    if all(r.ok for r in records) and not keep_runs_requested(keep_runs):
+        shutil.rmtree(work, ignore_errors=True)
+        remove_run_dir(result)
     return records, result
 
 

@@ -25,10 +25,12 @@ from sim.stream import StreamReport, compare_stream, describe_compiler, golden_s
 
 def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = None, *,
                seed: int = 0, waves: bool = False, isa_sim: bool = False,
-               compiler_qm: QuantModel | None = None) -> StreamReport:
+               compiler_qm: QuantModel | None = None, keep_runs: bool = False,
+               waves_path=None) -> StreamReport:
     """Run ``segments`` segments of ``layers`` layers on the RTL and check them (module doc).
     ``compiler_qm``: the model the programs are compiled from (default ``qm``; a corrupted
-    copy shows that the checks catch a wrong weight)."""
+    copy shows that the checks catch a wrong weight); ``keep_runs``/``waves_path``: as in
+    :func:`sim.rtl.jobs.run_jobs`."""
     from sim.rtl.jobs import Job, run_jobs
 
     t0 = time.monotonic()
@@ -49,12 +51,14 @@ def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = 
         jobs.append(Job(step.program.words(), sc.din(step, chunk), 4 * model["total"] + 5000,
                         feed))
     _check_host_model(cfg, progs, jobs)
-    records, result = run_jobs(cfg.hardware, jobs, waves=waves)
+    records, result = run_jobs(cfg.hardware, jobs, waves=waves, keep_runs=keep_runs,
+                               waves_path=waves_path)
     report = StreamReport(segments, layers,
                           [r.counters["total"] for r in records[1:-1]],
                           [m["total"] for m in models[1:-1]], records[0].counters["total"],
                           [r.counters for r in records[1:-1]], wall_s=0.0,
-                          sim_s=result.wall_s)
+                          sim_s=result.wall_s,
+                          waves=str(result.waves_file) if result.waves_file else None)
     names = ("preload", *(f"segment {s}" for s in range(segments)), "readback")
     for (step, _), rec, model, name in zip(progs, records, models, names, strict=True):
         if not rec.ok:

@@ -9,7 +9,11 @@ or ``$FOLDACCEL_BUILD_DIR``):
   versions (:func:`build`). A build directory is reused only after a completed build.
 
 :func:`run_cocotb` runs one cocotb test module (many tests) in one simulator process and
-returns per-test results parsed from cocotb's xUnit XML.
+returns per-test results parsed from cocotb's xUnit XML. Its scratch directory
+(``build/runs/<top>-XXXX``) is removed after a successful run unless asked to keep it
+(``keep_runs=True`` or ``FOLDACCEL_KEEP_RUNS=1``); waveforms go to ``build/waves/`` or a given
+path. Every entry point first checks that the build directory is writable
+(:func:`writable_build_root`); a cache-missing build shows progress on a terminal.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,11 +51,39 @@ BASE_BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast"
 
 
 class RtlBuildError(RuntimeError):
-    """Verilator or the C++ build failed; the message carries the log tail and its path."""
+    """Verilator or the C++ build failed; the message carries the first error and the log's
+    path (the log stays on disk until the next build attempt of the same design)."""
 
 
 class RtlRunError(RuntimeError):
     """The simulator did not produce results (crash, timeout, missing test module)."""
+
+
+def writable_build_root() -> Path:
+    """:func:`build_root`, created if needed; raise :class:`ToolchainError` if it cannot be
+    created or written. Every RTL entry point calls this before doing any work."""
+    root = build_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as e:
+        why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        env = os.environ.get("FOLDACCEL_BUILD_DIR")
+        setting = (f"set by FOLDACCEL_BUILD_DIR={env}" if env else
+                   "the default; FOLDACCEL_BUILD_DIR is not set")
+        raise ToolchainError(
+            f"cannot create or write the build directory {root} ({setting}): {why}; fix: "
+            f"point FOLDACCEL_BUILD_DIR at a writable directory (e.g. export "
+            f"FOLDACCEL_BUILD_DIR=/tmp/foldaccel-build) or make {root} writable") from None
+    return root
+
+
+def keep_runs_requested(keep_runs: bool = False) -> bool:
+    """Whether run scratch directories are kept after a successful run: ``keep_runs`` or
+    the environment override ``FOLDACCEL_KEEP_RUNS=1`` (read here only)."""
+    env = os.environ.get("FOLDACCEL_KEEP_RUNS", "").strip().lower()
+    return keep_runs or env not in ("", "0", "false", "no")
 
 
 @contextlib.contextmanager
@@ -147,10 +181,11 @@ def component_verilog(name: str, factory: Callable[[], Any], params: Mapping[str
     ``params`` must hold everything ``factory`` depends on besides the ``hw`` sources.
     With ``config_toml``, the config the design came from is stored beside the Verilog.
     """
+    root = writable_build_root()
     amaranth_version = importlib.metadata.version("amaranth")
     key = _sha(name, json.dumps(params, sort_keys=True, default=str), hw_source_digest(),
                amaranth_version, _VERILOG_POSTPROCESS)[:16]
-    vdir = build_root() / "verilog"
+    vdir = root / "verilog"
     vfile = vdir / f"{name}-{key}.v"
     if vfile.is_file():
         return vfile.read_text()
@@ -199,26 +234,143 @@ def _tail(path: Path, n: int = 30) -> str:
         return "(no log)"
 
 
+# The line that starts a build failure: Verilator's ``%Error``, g++'s ``error:`` (also
+# ``fatal error:``) or the linker's ``undefined reference``; make's ``***`` only if none.
+_ERROR_LINE = re.compile(r"^%Error|\berror:|undefined reference")
+_MAKE_ERROR = re.compile(r"^make(\[\d+\])?: \*\*\*")
+
+
+def build_failure(log_file: Path, context: int = 3) -> str:
+    """The first error in a build log with ``context`` lines after it, the line number and
+    the log's path; the last 30 lines when no line looks like an error."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"no build log ({log_file}: {e.strerror})"
+    hits = [i for i, line in enumerate(lines) if _ERROR_LINE.search(line)]
+    hits = hits or [i for i, line in enumerate(lines) if _MAKE_ERROR.search(line)]
+    if not hits:
+        return f"no error line found; last 30 lines of {log_file}:\n{_tail(log_file)}"
+    first = hits[0]
+    where = "Verilator" if lines[first].startswith("%") else "the C++ compile/link (make)"
+    more = f"; {len(hits) - 1} more error line(s) in the log" if len(hits) > 1 else ""
+    excerpt = "\n".join("  " + line for line in lines[first:first + 1 + context])
+    return f"first error, in {where} (line {first + 1} of {log_file}{more}):\n{excerpt}"
+
+
 def _quiet(runner: Any) -> Any:
     """cocotb's runner logs every command at INFO; keep that for ``-v`` only."""
     runner.log.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
     return runner
 
 
+_warned_vcd: set[str] = set()
+
+
 def waves_format(tc: Toolchain) -> str:
-    """``"fst"`` when the FST writer can be compiled, else ``"vcd"`` (with a warning)."""
+    """``"fst"`` when the FST writer can be compiled, else ``"vcd"`` (warns once)."""
     if fst_supported(tc):
         return "fst"
-    log.warning("FST waveforms need the lz4 headers (fix: apt-get install liblz4-dev); "
-                "writing VCD instead")
+    if str(tc.gxx) not in _warned_vcd:
+        _warned_vcd.add(str(tc.gxx))
+        log.warning("FST waveforms need the lz4 headers (fix: apt-get install liblz4-dev); "
+                    "writing VCD instead")
     return "vcd"
+
+
+# Makefile lists (Vtop_classes.mk, Vtop.mk) naming the sources make compiles, one object each.
+_OBJECT_LIST = re.compile(r"^(VM_(?:CLASSES|SUPPORT|GLOBAL)_(?:FAST|SLOW)|VM_USER_CLASSES)"
+                          r"\s*\+?=")
+
+
+def _object_total(bdir: Path) -> int | None:
+    """Objects make will compile, counted from Verilator's makefiles; None before Verilator
+    wrote them. Without ``VM_PARALLEL_BUILDS = 1`` the model's classes go into one
+    ``Vtop__ALL.o``."""
+    counts: dict[str, int] = {}
+    parallel = False
+    for mk in ("Vtop_classes.mk", "Vtop.mk"):
+        try:
+            lines = (bdir / mk).read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        var = None
+        for line in lines:
+            if m := _OBJECT_LIST.match(line):
+                var = m.group(1)
+                counts.setdefault(var, 0)
+            elif var and line.strip().rstrip("\\").strip():
+                counts[var] += 1
+            else:
+                var = None
+            parallel = parallel or bool(re.match(r"VM_PARALLEL_BUILDS\s*=\s*1\b", line))
+    model = sum(n for v, n in counts.items() if v.startswith(("VM_CLASSES", "VM_SUPPORT")))
+    rest = sum(n for v, n in counts.items() if v.startswith(("VM_GLOBAL", "VM_USER")))
+    return (model if parallel else min(model, 1)) + rest
+
+
+def _build_phase(bdir: Path) -> str:
+    total = _object_total(bdir)
+    if total is None:
+        return "Verilator is generating C++"
+    done = sum(1 for _ in bdir.glob("*.o"))
+    return f"compiled {done}/{total} objects" if done < total else "linking"
+
+
+@contextlib.contextmanager
+def _build_progress(bdir: Path, label: str) -> Iterator[None]:
+    """A tqdm line on stderr (elapsed time, compiled objects) while a build runs: shown when
+    stderr is a terminal (refreshed every 0.5 s) or INFO logging is on (every 15 s); never
+    fails the build; stops with the block, also on errors and KeyboardInterrupt."""
+    tty = getattr(sys.stderr, "isatty", lambda: False)()
+    bar = None
+    if tty or log.isEnabledFor(logging.INFO):
+        try:
+            from tqdm import tqdm
+            try:  # a pseudo-terminal may report a 0x0 size; tqdm would then print nothing
+                cols, rows = os.get_terminal_size(sys.stderr.fileno())
+            except (OSError, ValueError, AttributeError):
+                cols = rows = 0
+            bar = tqdm(desc=label, file=sys.stderr, bar_format="{desc}{postfix} [{elapsed}]",
+                       leave=False, ncols=cols if cols > 20 else 100,
+                       nrows=rows if rows > 2 else 20, mininterval=0)
+        except Exception:  # progress is cosmetic: never fail the build
+            bar = None
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5 if tty else 15.0):
+            try:
+                bar.set_postfix_str(_build_phase(bdir), refresh=False)
+                bar.refresh()
+            except Exception:
+                return
+
+    thread = threading.Thread(target=poll, name="foldaccel-build-progress", daemon=True)
+    if bar is not None:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if bar is not None:
+            thread.join(timeout=2)
+            with contextlib.suppress(Exception):
+                bar.close()
 
 
 def build(design: RtlDesign, waves: bool = False) -> Path:
     """Compile ``design`` with Verilator (cached); return the build directory.
 
-    ``waves=True`` builds with tracing: FST when possible, otherwise VCD.
+    ``waves=True`` builds with tracing: FST when possible, otherwise VCD. That is a second
+    build beside the plain one, on purpose. Measured on the 16x16 accelerator
+    (``accel_design`` of configs/tiny.toml, 2 cores): compiling tracing in nearly triples
+    the cold build (51 s -> 144 s; Verilator writes ~11 MB of trace C++) and a tracing build
+    run with tracing off simulates ~12 % slower (median 93k vs 106k cycles/s on 40 GEMMs of
+    64x256x64). So the normal build stays without tracing and ``--waves`` pays for its own
+    (cached) build once.
     """
+    writable_build_root()
     tc = activate()
     fmt = waves_format(tc) if waves else ""
     key = design.key(tc, fmt)
@@ -254,12 +406,13 @@ def build(design: RtlDesign, waves: bool = False) -> Path:
                 f for f in (saved_makeflags, f"OPT_FAST={design.opt} OPT_GLOBAL={design.opt}")
                 if f)
         try:
-            runner.build(sources=paths, hdl_toplevel=design.toplevel, build_dir=bdir,
-                         build_args=args, waves=waves, timescale=("1ns", "1ps"),
-                         log_file=build_log)
+            with _build_progress(bdir, f"building {design.toplevel}"):
+                runner.build(sources=paths, hdl_toplevel=design.toplevel, build_dir=bdir,
+                             build_args=args, waves=waves, timescale=("1ns", "1ps"),
+                             log_file=build_log)
         except (RuntimeError, subprocess.CalledProcessError, SystemExit, OSError) as e:
-            raise RtlBuildError(f"Verilator build of {design.toplevel} failed ({e}); log "
-                                f"{build_log}:\n{_tail(build_log)}") from None
+            raise RtlBuildError(f"Verilator build of {design.toplevel} failed ({e}); "
+                                f"{build_failure(build_log)}") from None
         finally:
             if saved_makeflags is None:
                 os.environ.pop("MAKEFLAGS", None)
@@ -289,7 +442,9 @@ class RunResult:
     """Results of one simulator process running a cocotb test module.
 
     ``expected`` names the tests the caller needs: the run is :attr:`ok` only if each of them
-    ran and passed; a skipped test never counts as passed.
+    ran and passed; a skipped test never counts as passed. ``run_dir`` (and ``log_file``
+    inside it) exist only while :attr:`kept`: a successful run's scratch directory is removed
+    unless the caller asked to keep it. ``waves_file`` lives outside it.
     """
 
     tests: list[TestOutcome] = field(default_factory=list)
@@ -298,6 +453,7 @@ class RunResult:
     waves_file: Path | None = None
     wall_s: float = 0.0
     expected: tuple[str, ...] = ()
+    kept: bool = True
 
     @property
     def failed(self) -> list[TestOutcome]:
@@ -322,7 +478,9 @@ class RunResult:
         head = f"{n_pass} passed, {len(self.failed)} failed, {len(self.skipped)} skipped"
         if self.missing:
             head += f", {len(self.missing)} expected but not run"
-        lines = [f"{head} ({self.wall_s:.1f} s, log {self.log_file})"]
+        where = (f"log {self.log_file}" if self.kept else "run directory removed; "
+                 "keep_runs=True or FOLDACCEL_KEEP_RUNS=1 keeps it")
+        lines = [f"{head} ({self.wall_s:.1f} s, {where})"]
         lines += [f"FAILED {t.name}: {t.message}" for t in self.failed]
         lines += [f"SKIPPED {t.name}: {t.message or 'skipped'}" for t in self.skipped]
         lines += [f"NOT RUN {name}" for name in self.missing]
@@ -346,16 +504,79 @@ def parse_results(xml_file: Path) -> list[TestOutcome]:
     return outcomes
 
 
+def remove_run_dir(result: RunResult) -> None:
+    """Delete ``result.run_dir`` (the waveform lives elsewhere) and mark it not kept."""
+    shutil.rmtree(result.run_dir, ignore_errors=True)
+    result.kept = False
+
+
+def waves_target(toplevel: str, fmt: str, waves_path: str | os.PathLike | None = None) -> Path:
+    """Where a run's waveform goes: ``waves_path``, or ``build/waves/<top>-<timestamp>.<fmt>``.
+
+    Checked before anything runs: ``waves_path``'s directory must exist and be writable, else
+    :class:`ToolchainError` naming the fix.
+    """
+    if waves_path is not None:
+        path = Path(waves_path).expanduser().absolute()
+        parent = path.parent
+        problem = ("is a directory" if path.is_dir() else
+                   f"its directory {parent} does not exist" if not parent.is_dir() else
+                   f"its directory {parent} is not writable" if not os.access(parent, os.W_OK)
+                   else None)
+        if problem:
+            raise ToolchainError(f"cannot write the waveform to {path}: {problem}; fix: "
+                                 "create that directory or choose a writable path")
+        if path.suffix.lower() != f".{fmt}":
+            log.warning("waveform %s will hold %s data", path, fmt.upper())
+        return path
+    wdir = writable_build_root() / "waves"
+    wdir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):  # reserve a fresh name (parallel runs may start in one second)
+        path = wdir / f"{toplevel}-{stamp}{f'-{n}' if n else ''}.{fmt}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return path
+        except FileExistsError:
+            continue
+    raise ToolchainError(f"no free waveform name in {wdir}; fix: clean up {wdir}")
+
+
 def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str] | None = None,
                env: Mapping[str, str] | None = None, waves: bool = False,
-               seed: int = 0, expect: Iterable[str] | None = None) -> RunResult:
+               waves_path: str | os.PathLike | None = None, seed: int = 0,
+               expect: Iterable[str] | None = None, keep_runs: bool = False) -> RunResult:
     """Build (cached) and run the cocotb tests in ``test_module`` against ``design``.
 
     ``env`` reaches the test module as environment variables (use it for parameters).
     ``expect`` names the tests that must run and pass for the result to be ``ok`` (default:
     the ``testcase`` filter, if any). Raises :class:`RtlRunError` when the simulator produced
     no results.
+
+    Each run works in a scratch directory ``build/runs/<top>-XXXX``; it is removed after an
+    ``ok`` run unless ``keep_runs`` (or ``FOLDACCEL_KEEP_RUNS=1``), and kept otherwise (the
+    log inside explains the failure). ``waves=True`` (implied by ``waves_path``) writes a
+    waveform straight to ``waves_path`` or to ``build/waves/<top>-<timestamp>.fst|vcd`` (see
+    :func:`waves_target`); ``RunResult.waves_file`` names it.
     """
+    writable_build_root()
+    waves = waves or waves_path is not None
+    target = waves_target(design.toplevel, waves_format(activate()), waves_path) if waves \
+        else None
+    try:
+        result = _run(design, test_module, testcase, env, waves, target, seed, expect)
+    finally:  # drop the name reserved for a waveform that was never written
+        if (target is not None and waves_path is None and target.is_file()
+                and target.stat().st_size == 0):
+            target.unlink()
+    if result.ok and not keep_runs_requested(keep_runs):
+        remove_run_dir(result)
+    return result
+
+
+def _run(design: RtlDesign, test_module: str, testcase: str | list[str] | None,
+         env: Mapping[str, str] | None, waves: bool, target: Path | None, seed: int,
+         expect: Iterable[str] | None) -> RunResult:
     bdir = build(design, waves)
     runs = build_root() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -364,11 +585,14 @@ def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str]
     sim_log = run_dir / "sim.log"
     from cocotb_tools.runner import get_runner
     runner = _quiet(get_runner("verilator"))
+    if target is not None and target.is_file():
+        target.write_bytes(b"")  # never report an old file as this run's waveform
     t0 = time.monotonic()
     try:
         runner.test(test_module=test_module, hdl_toplevel=design.toplevel,
                     hdl_toplevel_lang="verilog", build_dir=bdir, test_dir=run_dir,
                     testcase=testcase, extra_env=dict(env or {}), waves=waves, seed=seed,
+                    test_args=["--trace-file", str(target)] if target else [],
                     results_xml=str(results), log_file=sim_log)
     except SystemExit:
         pass  # cocotb exits when tests fail; the results file says which
@@ -381,8 +605,7 @@ def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str]
     tests = parse_results(results)
     if not tests:
         raise RtlRunError(f"{test_module} ran no tests (filter {testcase!r}); log {sim_log}")
-    dumps = [run_dir / "dump.fst", run_dir / "dump.vcd"]
-    wf = next((p for p in dumps if p.is_file()), None)
+    wf = target if target is not None and target.is_file() and target.stat().st_size else None
     if expect is None:
         expect = [testcase] if isinstance(testcase, str) else (testcase or [])
     return RunResult(tests, run_dir, sim_log, wf, wall, tuple(expect))
@@ -390,5 +613,6 @@ def run_cocotb(design: RtlDesign, test_module: str, *, testcase: str | list[str]
 
 __all__ = [
     "RtlBuildError", "RtlDesign", "RtlRunError", "RunResult", "TestOutcome", "ToolchainError",
-    "build", "build_root", "component_verilog", "run_cocotb",
+    "build", "build_failure", "build_root", "component_verilog", "keep_runs_requested",
+    "remove_run_dir", "run_cocotb", "waves_target", "writable_build_root",
 ]

@@ -179,20 +179,24 @@ def _makeflags_fix(root: Path) -> str:
 
 def _find() -> Toolchain:
     exe, root, source = _locate_verilator()
+    # The plain programs first: without them Verilator's own error would hide the cause.
+    gxx = shutil.which("g++")
+    if gxx is None:
+        raise ToolchainError("g++ not found on PATH (Verilator compiles C++); fix: install it, "
+                             "e.g. `apt-get install g++`, or restore PATH")
+    make = shutil.which("make")
+    if make is None:
+        raise ToolchainError("make not found on PATH (Verilator builds with make); fix: "
+                             "install it, e.g. `apt-get install make`, or restore PATH")
+    if shutil.which("perl") is None:
+        raise ToolchainError(f"perl not found on PATH ({exe} is a Perl script); fix: install "
+                             "it, e.g. `apt-get install perl`, or restore PATH")
     version = _verilator_version(exe, root)
     if version < MIN_VERILATOR:
         raise ToolchainError(
             f"Verilator {version[0]}.{version[1]:03d} at {exe} is too old (cocotb 2.x needs "
             f">= {MIN_VERILATOR[0]}.{MIN_VERILATOR[1]:03d}); fix: {_FIX_VERILATOR}")
-    gxx = shutil.which("g++")
-    if gxx is None:
-        raise ToolchainError("g++ not found on PATH (Verilator compiles C++); fix: install it, "
-                             "e.g. `apt-get install g++`")
     gxx_version = _run_version([gxx, "--version"], "g++", "reinstall g++").splitlines()[0]
-    make = shutil.which("make")
-    if make is None:
-        raise ToolchainError("make not found on PATH (Verilator builds with make); fix: "
-                             "install it, e.g. `apt-get install make`")
     return Toolchain(exe, root, f"{version[0]}.{version[1]:03d}", source, Path(gxx),
                      gxx_version, Path(make), _makeflags_fix(root))
 
