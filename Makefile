@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-full lint bench doctor toolchain clean
+.PHONY: install demo test test-full lint bench doctor toolchain clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The main job: the quantized encoder on the RTL at fold 1 and 2 (report in foldaccel-demo/).
+demo: install
+	$(VENV)/bin/foldaccel demo
 
 test: install
 	$(PY) -m pytest -q

@@ -74,10 +74,17 @@ def hex_image(name: str, a: np.ndarray) -> str:
     digits = bits // 4
     mask = (1 << bits) - 1
     shape = "x".join(str(n) for n in a.shape)
-    lines = [f"// {name} {a.dtype} shape {shape} row-major, two's complement, "
-             f"{digits} hex digits per element"]
-    lines += [format(int(v) & mask, f"0{digits}x") for v in a.reshape(-1).tolist()]
-    return "\n".join(lines) + "\n"
+    head = (f"// {name} {a.dtype} shape {shape} row-major, two's complement, "
+            f"{digits} hex digits per element\n")
+    # vectorised: the two's-complement word's nibbles, most significant first, as ASCII
+    words = a.reshape(-1).astype(np.int64).view(np.uint64) & np.uint64(mask)
+    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
+    nibbles = (words[:, None] >> shifts) & np.uint64(0xF)
+    table = np.frombuffer(b"0123456789abcdef", np.uint8)
+    text = np.empty((words.size, digits + 1), np.uint8)
+    text[:, :digits] = table[nibbles.astype(np.intp)]
+    text[:, digits] = ord("\n")
+    return head + text.tobytes().decode("ascii")
 
 
 def _npz_bytes(tensors: dict[str, np.ndarray]) -> bytes:
@@ -290,13 +297,14 @@ def export(qm: QuantModel, out_dir: str | Path) -> Path:
     return target
 
 
-def export_model(cfg: Config, out_dir: str | Path, seed: int = 0) -> tuple[Path, QuantModel]:
+def export_model(cfg: Config, out_dir: str | Path, seed: int = 0,
+                 stage=None) -> tuple[Path, QuantModel]:
     """Check ``out_dir`` (:func:`check_export_target`), quantize the float model of ``cfg``
-    built from ``seed`` and export it."""
+    built from ``seed`` and export it; ``stage`` as in :func:`model.quantize.quantize_model`."""
     from model.quantize import quantize_model
 
     check_export_target(out_dir)
-    qm = quantize_model(cfg, seed=seed)
+    qm = quantize_model(cfg, seed=seed, stage=stage)
     return export(qm, out_dir), qm
 
 

@@ -28,9 +28,10 @@ format the exporter writes and the golden model, ISA simulator and compiler read
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,18 +346,31 @@ def quantize_params(model, scales: dict[str, float]) -> tuple[dict, dict]:
     return tensors, wscales
 
 
+#: The stages of :func:`quantize_model`, in order (for progress displays).
+QUANTIZE_STAGES = ("build the float model", "make the calibration data",
+                   "calibrate: observe activation ranges", "quantize the weights")
+
+
 def quantize_model(cfg: Config, seed: int = 0, n_utterances: int = CALIB_UTTERANCES,
-                   n_segments: int = CALIB_SEGMENTS) -> QuantModel:
+                   n_segments: int = CALIB_SEGMENTS,
+                   stage: Callable[[str], AbstractContextManager] | None = None) -> QuantModel:
     """Build the float model from ``seed`` (:func:`model.encoder.build_model`), calibrate on
     ``n_utterances`` seeded calibration utterances of ``n_segments`` segments
-    (:func:`model.calibration.calibration_set` with the same seed) and quantize it."""
+    (:func:`model.calibration.calibration_set` with the same seed) and quantize it.
+    ``stage(name)``, if given, wraps each of :data:`QUANTIZE_STAGES` (e.g. a progress step)."""
     from model.calibration import calibration_set
     from model.encoder import build_model
 
-    model = build_model(cfg, seed=seed)
-    data = calibration_set(cfg, n_utterances, n_segments, seed)
-    scales = calibrate(model, data)
-    tensors, wscales = quantize_params(model, scales)
+    names = iter(QUANTIZE_STAGES)
+    step = (lambda: stage(next(names))) if stage else contextlib.nullcontext
+    with step():
+        model = build_model(cfg, seed=seed)
+    with step():
+        data = calibration_set(cfg, n_utterances, n_segments, seed)
+    with step():
+        scales = calibrate(model, data)
+    with step():
+        tensors, wscales = quantize_params(model, scales)
     specs = tensor_specs(cfg)
     if set(specs) != set(tensors):  # internal consistency: the spec is the export contract
         raise AssertionError(f"quantizer/spec mismatch: {sorted(set(specs) ^ set(tensors))}")

@@ -75,8 +75,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_export_target(args.out)  # before the slow quantization
+    from model.quantize import QUANTIZE_STAGES
+    from sim.progress import Progress
+
     log.info("quantizing %s (seed %d) ...", cfg.source, args.seed)
-    path, qm = export_model(cfg, args.out, seed=args.seed)
+    with Progress(len(QUANTIZE_STAGES) + 1, "export") as bar:
+        path, qm = export_model(cfg, args.out, seed=args.seed, stage=bar.step)
+        bar.update(1, "written")
     nbytes = sum(int(a.nbytes) for a in qm.tensors.values())
     log.info("wrote %s", path)
     result = {"out": str(path), "seed": args.seed, "config_digest": cfg.digest(),

@@ -76,8 +76,7 @@ def run_fold(plan: DemoPlan, fold: int, bar: Progress) -> dict[str, Any]:
     cfg = plan.cfg.replace(fold_factor=fold)
     s = plan.segments
     check_export_target(plan.weights_dir(fold))
-    with bar.step(f"fold {fold}: build, calibrate and quantize the model"):
-        qm = quantize_model(cfg, seed=plan.seed)
+    qm = quantize_model(cfg, seed=plan.seed, stage=lambda name: bar.step(f"fold {fold}: {name}"))
     with bar.step(f"fold {fold}: export the weights"):
         wdir = export(qm, plan.weights_dir(fold))
         qm = load_export(wdir, cfg)  # the RTL runs what was written, checksums verified
@@ -195,7 +194,9 @@ def prepare_out(out: Path) -> Path:
 def run_demo(plan: DemoPlan, *, progress: bool = True) -> dict[str, Any]:
     """Run the demo (module doc) -> the ``report.json`` object (without the file names)."""
     t0 = time.monotonic()
-    total = 1 + 5 * len(plan.folds)
+    from model.quantize import QUANTIZE_STAGES
+
+    total = 1 + (4 + len(QUANTIZE_STAGES)) * len(plan.folds)
     with Progress(total, "demo", enabled=progress) as bar:
         with bar.step("generate the RTL and build it with Verilator"):
             rtl = build_rtl(plan)
