@@ -25,12 +25,13 @@ class Progress:
     """A progress display over ``total`` units of work named ``desc`` (see the module doc).
 
     Use it as a context manager; :meth:`step` wraps one unit of work, :meth:`update` counts
-    units done elsewhere (e.g. by a process pool). ``enabled=False`` shows nothing.
+    units done elsewhere (e.g. by a process pool). ``enabled=False`` shows nothing;
+    ``quiet_s``: without a terminal, no line until that many seconds have passed.
     """
 
     def __init__(self, total: int, desc: str, *, unit: str = "step",
-                 stream: TextIO | None = None, enabled: bool = True):
-        self.total, self.desc, self.enabled = total, desc, enabled
+                 stream: TextIO | None = None, enabled: bool = True, quiet_s: float = 0.0):
+        self.total, self.desc, self.enabled, self.quiet_s = total, desc, enabled, quiet_s
         self.stream = stream or sys.stderr
         self.tty = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self.done = 0
@@ -69,7 +70,7 @@ class Progress:
             self.note = note
             self._bar.set_postfix_str(note, refresh=False)
         self._bar.update(n)
-        if self.enabled and not self.tty:
+        if self.enabled and not self.tty and time.monotonic() - self.t0 >= self.quiet_s:
             decile = 10 * self.done // self.total if self.total else 10
             if decile != self._last_decile or self.done == self.total:
                 self._last_decile = decile
@@ -87,4 +88,12 @@ class Progress:
         self.update(1, f"{note} ({time.monotonic() - t0:.1f} s)")
 
 
-__all__ = ["Progress"]
+@contextlib.contextmanager
+def working(desc: str, note: str, *, enabled: bool = True) -> Iterator[None]:
+    """One long step shown as a :class:`Progress` of one unit (elapsed time on a terminal;
+    without one, a line only if it took a second or more)."""
+    with Progress(1, desc, enabled=enabled, quiet_s=1.0) as bar, bar.step(note):
+        yield
+
+
+__all__ = ["Progress", "working"]

@@ -212,6 +212,15 @@ def _config(args: argparse.Namespace):
     return cfg.replace(**over) if over else cfg
 
 
+#: GEMMs from this many MACs on take seconds to compile and time: show progress.
+LARGE_GEMM_MACS = 2**30
+
+
+def _working(note: str, enabled: bool = True):
+    from sim.progress import working
+    return working("estimate", note, enabled=enabled)
+
+
 def _estimate_errors():
     from model.config import ConfigError
     return (ConfigError, ValueError)
@@ -222,9 +231,11 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     cfg = _config(args)
     table = load_energy_table(args.energy_table)
     try:
-        est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
-                            requant=args.requant, relu=args.relu,
-                            weight=not args.activation_b, table=table)
+        with _working("compile and time the GEMM program",
+                      args.m * args.k * args.n >= LARGE_GEMM_MACS):
+            est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
+                                requant=args.requant, relu=args.relu,
+                                weight=not args.activation_b, table=table)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     hw = cfg.hardware
@@ -238,7 +249,8 @@ def cmd_layer(args: argparse.Namespace) -> int:
     cfg = _config(args)
     table = load_energy_table(args.energy_table)
     try:
-        est = estimate_layer(cfg, args.segments, args.layers, table=table, ops=args.ops)
+        with _working(f"compile and time {args.segments} segment(s)"):
+            est = estimate_layer(cfg, args.segments, args.layers, table=table, ops=args.ops)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     return _show(est, args, cfg, f"{est['layers']} layer(s), {args.segments} segment(s), fold "
@@ -259,10 +271,11 @@ def cmd_model(args: argparse.Namespace) -> int:
                             "fix: create it or choose another path")
         check_writable(Path(args.plot), "--plot")
     try:
-        if args.compare_fold:
-            rep = compare_fold(cfg, args.compare_fold, table=table)
-        else:
-            est = estimate_model(cfg, table=table, ops=args.ops)
+        with _working("compile and time the model's step program(s)"):
+            if args.compare_fold:
+                rep = compare_fold(cfg, args.compare_fold, table=table)
+            else:
+                est = estimate_model(cfg, table=table, ops=args.ops)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     if args.compare_fold:

@@ -18,7 +18,7 @@ def _num(v: Any) -> str:
     if isinstance(v, float):
         if v == 0 or abs(v) >= 1e3:
             return f"{v:,.0f}"
-        return f"{v:.4g}" if abs(v) >= 1e-3 else f"{v:.3e}"
+        return f"{v:.4g}"
     if isinstance(v, int):
         return f"{v:,}"
     return "-" if v is None else str(v)
