@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from model.config import Config, ModelConfig, model_config
+from model.config import Config, ConfigError, ModelConfig, model_config
 
 
 def layer_param_counts(cfg: ModelConfig | Config) -> dict[str, int]:
@@ -179,3 +179,20 @@ def model_info(cfg: ModelConfig | Config) -> dict[str, Any]:
         },
     }
     return info
+
+
+#: Most int8 weight bytes a model may have: the float model, the quantizer and the compilers
+#: hold every tensor in memory (the float model 4 bytes per parameter).
+MAX_WEIGHT_BYTES = 512 << 20
+
+
+def check_model_fits(cfg: ModelConfig | Config) -> None:
+    """Raise :class:`ConfigError` before anything is allocated if the model's tensors could
+    not be held in memory (over :data:`MAX_WEIGHT_BYTES`)."""
+    c = model_config(cfg)
+    wbytes = model_weight_bytes(c)["total"]
+    if wbytes > MAX_WEIGHT_BYTES:
+        raise ConfigError(
+            f"[model]: the model has {wbytes:,} bytes of int8 weights ({c.n_layers} layers, "
+            f"d_model={c.d_model}, ffn_dim={c.ffn_dim}), more than the {MAX_WEIGHT_BYTES:,} "
+            "this tool holds in memory; fix: fewer layers or smaller d_model/ffn_dim")

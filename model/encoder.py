@@ -383,8 +383,11 @@ def build_model(cfg: ModelConfig | Config, seed: int = 0,
                 dtype: torch.dtype = torch.float32) -> FoldingEmformer:
     """A :class:`FoldingEmformer` for ``cfg`` with weights from :func:`init_weights`, in eval
     mode. The same seed gives identical weights (for any dtype: drawn in float32, then cast)."""
+    from model.accounting import check_model_fits
+
     mcfg = model_config(cfg)
     mcfg.validate()
+    check_model_fits(mcfg)
     model = FoldingEmformer(mcfg)
     init_weights(model, seed)
     return model.to(dtype).eval()

@@ -50,6 +50,13 @@ def _file_under(tmp: Path) -> str:
     return str(f / "sub" / "out")
 
 
+def _huge(tmp: Path) -> str:
+    f = tmp / "huge.toml"
+    f.write_text('extends = "tiny.toml"\n[model]\nd_model = 4096\nffn_dim = 65536\n'
+                 'n_layers = 500\n')
+    return str(f)
+
+
 CASES = {
     # negative seeds: argparse rejects them before any work
     "export negative seed": (lambda t: ["export", "--config", TINY, "--out", str(t / "o"),
@@ -85,6 +92,10 @@ CASES = {
     # sizes the machine cannot hold: refused up front
     "absurd GEMM": (lambda t: ["estimate", "gemm", "--m", "1000000", "--k", "64", "--n",
                                "1000000"], "instructions"),
+    "absurd model, estimate": (lambda t: ["estimate", "model", "--config", _huge(t)],
+                               "bytes of int8 weights"),
+    "absurd model, export": (lambda t: ["export", "--config", _huge(t), "--out",
+                                        str(t / "o")], "bytes of int8 weights"),
 }
 
 
@@ -92,7 +103,7 @@ CASES = {
 def test_bad_argument(tmp_path, case):
     make_argv, needle = CASES[case]
     argv = make_argv(tmp_path)
-    before = set(tmp_path.iterdir())
+    before = set(tmp_path.iterdir())  # after the case wrote its own input files
     r = run(argv)
     assert_clean_error(r, needle)
     assert set(tmp_path.iterdir()) == before, "a failed command left files behind"

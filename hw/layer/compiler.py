@@ -101,6 +101,28 @@ def ring_state(mc, segment: int) -> tuple[int, int, int, int]:
     return (segment % m, min(segment, m), pushed % cap if cap else 0, min(pushed, cap))
 
 
+def check_model_size(cfg: Config) -> None:
+    """Refuse, before allocating anything, a model whose tensors or step program could not be
+    held in memory: too many weight bytes (:func:`model.accounting.check_model_fits`), or a
+    step needing more MATMULs than :data:`hw.compiler.MAX_INSTRUCTIONS` (each does at most
+    rows x cols x K-chunk MACs)."""
+    from hw.compiler import MAX_INSTRUCTIONS
+    from model.accounting import check_model_fits, model_step_counts
+
+    try:
+        check_model_fits(cfg)
+    except ValueError as e:
+        raise LayerCompileError(str(e)) from None
+    p = as_params(cfg.hardware)
+    per_matmul = p.rows * p.cols * max(1, min(p.act_depth, p.wgt_depth) // 2)
+    least = model_step_counts(cfg)["macs"] // per_matmul
+    if least > MAX_INSTRUCTIONS:
+        raise LayerCompileError(
+            f"one streaming step needs at least {least:,} MATMUL instructions, more than the "
+            f"{MAX_INSTRUCTIONS:,} a program may hold; fix: fewer layers or smaller "
+            "d_model/ffn_dim")
+
+
 class StreamCompiler:
     """Programs for streaming a quantized model's encoder on the accelerator of ``cfg``.
 
@@ -109,6 +131,7 @@ class StreamCompiler:
     def __init__(self, cfg: Config, qm: QuantModel | None = None, layers: int | None = None):
         self.cfg = cfg
         self.mc = cfg.model
+        check_model_size(cfg)
         self.qm = qm if qm is not None else phantom_model(cfg)
         self.p = as_params(cfg.hardware)
         self.layers = self.mc.n_layers if layers is None else layers
