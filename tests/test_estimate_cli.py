@@ -143,3 +143,26 @@ def test_argument_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_estimate_reports_its_time_and_which_cache_answered(capsys, tmp_path, monkeypatch):
+    import json
+
+    from sim.cli import main
+    monkeypatch.setenv("FOLDACCEL_BUILD_DIR", str(tmp_path))   # an empty disk cache
+    argv = ["estimate", "gemm", "--m", "40", "--k", "72", "--n", "24", "--json"]
+
+    def run(*extra):
+        assert main([*argv, *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    cold = run()
+    assert cold["cache"] == "none" and cold["estimate_s"] > 0
+    warm = run()
+    assert warm["cache"] == "memory" and warm["cycles"] == cold["cycles"]
+    from sim.perf.gemm import _cached
+    _cached.cache_clear()
+    assert run()["cache"] == "disk"
+    monkeypatch.setenv("FOLDACCEL_PERF_CACHE", "0")
+    off = run()
+    assert off["cache"] == "none" and off["cycles"] == cold["cycles"]

@@ -9,7 +9,10 @@ torch nor amaranth.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sim.cli.common import (
@@ -216,9 +219,18 @@ def _config(args: argparse.Namespace):
 LARGE_GEMM_MACS = 2**30
 
 
-def _working(note: str, enabled: bool = True):
+@contextlib.contextmanager
+def _working(note: str, out: dict, enabled: bool = True) -> Iterator[None]:
+    """Progress around a long estimate; ``out`` receives ``estimate_s`` (the seconds the
+    estimate took) and ``cache`` (which cache answered: ``none``, ``memory`` or ``disk``)."""
+    from sim.perf.diskcache import answered_by, cache_answers
     from sim.progress import working
-    return working("estimate", note, enabled=enabled)
+
+    t0 = time.perf_counter()
+    with cache_answers() as answers, working("estimate", note, enabled=enabled):
+        yield
+    out["estimate_s"] = round(time.perf_counter() - t0, 6)
+    out["cache"] = answered_by(answers)
 
 
 def _estimate_errors():
@@ -230,8 +242,9 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     from sim.perf.estimate import estimate_gemm
     cfg = _config(args)
     table = load_energy_table(args.energy_table)
+    timing: dict = {}
     try:
-        with _working("compile and time the GEMM program",
+        with _working("compile and time the GEMM program", timing,
                       args.m * args.k * args.n >= LARGE_GEMM_MACS):
             est = estimate_gemm(args.m, args.k, args.n, cfg.hardware, bias=args.bias,
                                 requant=args.requant, relu=args.relu,
@@ -240,6 +253,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     hw = cfg.hardware
     est["hardware"] = {"rows": hw.rows, "cols": hw.cols}
+    est.update(timing)
     return _show(est, args, cfg, f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a "
                  f"{hw.rows}x{hw.cols} array ({cfg.source})")
 
@@ -248,11 +262,13 @@ def cmd_layer(args: argparse.Namespace) -> int:
     from sim.perf.estimate import estimate_layer
     cfg = _config(args)
     table = load_energy_table(args.energy_table)
+    timing: dict = {}
     try:
-        with _working(f"compile and time {args.segments} segment(s)"):
+        with _working(f"compile and time {args.segments} segment(s)", timing):
             est = estimate_layer(cfg, args.segments, args.layers, table=table, ops=args.ops)
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
+    est.update(timing)
     return _show(est, args, cfg, f"{est['layers']} layer(s), {args.segments} segment(s), fold "
                  f"{cfg.model.fold_factor} ({cfg.source}); per-segment cycles "
                  f"{est['per_segment_cycles']}")
@@ -270,8 +286,9 @@ def cmd_model(args: argparse.Namespace) -> int:
             raise UserError(f"--plot directory '{Path(args.plot).parent}' does not exist; "
                             "fix: create it or choose another path")
         check_writable(Path(args.plot), "--plot")
+    timing: dict = {}
     try:
-        with _working("compile and time the model's step program(s)"):
+        with _working("compile and time the model's step program(s)", timing):
             if args.compare_fold:
                 rep = compare_fold(cfg, args.compare_fold, table=table)
             else:
@@ -279,7 +296,9 @@ def cmd_model(args: argparse.Namespace) -> int:
     except _estimate_errors() as e:
         raise UserError(str(e)) from None
     if args.compare_fold:
+        rep.update(timing)
         return _fold_report(rep, args)
+    est.update(timing)
     m = cfg.model
     return _show(est, args, cfg, f"steady-state segment {est['segment']} through "
                  f"{m.n_layers} layers, fold {m.fold_factor} ({cfg.source})")

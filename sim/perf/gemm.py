@@ -17,7 +17,7 @@ import functools
 
 from model.config import HardwareConfig
 from sim.perf.counts import RTL_BUSY, Counts
-from sim.perf.diskcache import disk_cached
+from sim.perf.diskcache import disk_cached, memoized
 from sim.perf.program import timed_counts
 
 
@@ -75,7 +75,7 @@ def gemm_counts(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
     from hw.uarch import as_params
     params = as_params(hw)
     # only the micro-architecture matters: normalise the rest of hw for the memory cache
-    return _cached((m, k, n, bias, weight, requant, relu), params, timing_hw(hw))
+    return memoized(_cached, (m, k, n, bias, weight, requant, relu), params, timing_hw(hw))
 
 
 def timing_hw(hw: HardwareConfig) -> HardwareConfig:

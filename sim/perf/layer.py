@@ -25,7 +25,7 @@ from hw.layer.compiler import StepProgram, StreamCompiler, ring_state
 from hw.uarch import BANK_KEYS, BANK_NAMES
 from model.config import Config, config_from_dict
 from sim.perf.counts import Counts
-from sim.perf.diskcache import disk_cached
+from sim.perf.diskcache import disk_cached, memoized
 from sim.perf.gemm import timing_hw
 from sim.perf.program import footprint_bytes, op_profile, timed_counts
 
@@ -126,7 +126,7 @@ def stream_counts(cfg: Config, segments: list[int], layers: int | None = None,
     if layers is not None and layers == cfg.model.n_layers:
         layers = None
     key = Config(cfg.model, timing_hw(cfg.hardware)).to_dict()
-    return _cached(json.dumps(key, sort_keys=True), tuple(segments), layers, ops)
+    return memoized(_cached, json.dumps(key, sort_keys=True), tuple(segments), layers, ops)
 
 
 __all__ = ["StreamCounts", "compile_stream", "step_counts", "stream_counts",
