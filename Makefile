@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-full lint bench doctor toolchain clean
+.PHONY: install demo test test-full lint bench bench-peers doctor toolchain clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: install
 
 bench: install
 	$(PY) -m sim.bench
+
+# SCALE-Sim 3.0.0 in its own environment (it needs numpy < 2.4), for `make bench`'s comparison.
+bench-peers: install
+	$(PY) -m sim.bench.peers --setup
 
 toolchain: install
 	$(PY) -m sim.rtl.toolchain

@@ -249,11 +249,7 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
             raise CompileError(f"k_chunks={k_chunks} must be in [{nk_min}, K={K}] (the "
                                f"fewest chunks whose operand tiles fit twice in ACT/WGT)")
         return _Compiler(p, M, K, N, bias, requant, relu, k_chunks).run()
-    # distinct chunk sizes only; skip the search for very large programs (compile time)
-    cands = sorted({_cdiv(K, _cdiv(K, nk)) for nk in (nk_min, 2 * nk_min, 4 * nk_min,
-                                                      8 * nk_min) if nk <= K})
-    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
-    cands = [nk for nk in cands if nk == cands[0] or tiles * nk <= SEARCH_LIMIT]
+    cands = k_chunk_candidates(M, K, N, p)
     best = None
     for nk in cands:
         prog = _Compiler(p, M, K, N, bias, requant, relu, nk).run()
@@ -261,6 +257,16 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
         if best is None or key < best[0]:
             best = (key, prog)
     return best[1]
+
+
+def k_chunk_candidates(M: int, K: int, N: int, p: AccelParams) -> list[int]:
+    """The K-chunk counts :func:`compile_gemm` tries (``p``'s banks must hold 2 words)."""
+    nk_min = _cdiv(K, min(p.act_depth, p.wgt_depth) // 2)
+    # distinct chunk sizes only; skip the search for very large programs (compile time)
+    cands = sorted({_cdiv(K, _cdiv(K, nk)) for nk in (nk_min, 2 * nk_min, 4 * nk_min,
+                                                      8 * nk_min) if nk <= K})
+    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
+    return [nk for nk in cands if nk == cands[0] or tiles * nk <= SEARCH_LIMIT]
 
 
 class _Compiler:
@@ -312,12 +318,32 @@ class _Compiler:
 
     def tiles(self) -> tuple[list[tuple[list[int], list[int]]], int, int]:
         """Blocks of output tiles in execution order, and the block shape (mb, nb)."""
+        Mt, Nt = self.Mt, self.Nt
+        order, mb, nb = self.block_plan()
+        if order == "cols":
+            return [([i], [j]) for j in range(Nt) for i in _serpentine(Mt, j)], Mt, 1
+        if order == "rows":
+            return [([i], [j]) for i in range(Mt) for j in _serpentine(Nt, i)], 1, Nt
+        blocks = []
+        for bi in range(_cdiv(Mt, mb)):
+            col_blocks = list(range(_cdiv(Nt, nb)))
+            if bi % 2:
+                col_blocks.reverse()
+            for bj in col_blocks:
+                blocks.append((list(range(bi * mb, min(Mt, (bi + 1) * mb))),
+                               list(range(bj * nb, min(Nt, (bj + 1) * nb)))))
+        return blocks, mb, nb
+
+    def block_plan(self) -> tuple[str, int, int]:
+        """How :meth:`tiles` orders the tiles: ``("cols", Mt, 1)`` or ``("rows", 1, Nt)``
+        (one K chunk: single tiles, serpentine), or ``("blocks", mb, nb)`` (serpentine rows
+        of ``mb x nb`` blocks)."""
         Mt, Nt, p = self.Mt, self.Nt, self.p
         if self.nk == 1:
             cost_row, cost_col = self._one_chunk_costs()
             if cost_col < cost_row:
-                return [([i], [j]) for j in range(Nt) for i in _serpentine(Mt, j)], Mt, 1
-            return [([i], [j]) for i in range(Mt) for j in _serpentine(Nt, i)], 1, Nt
+                return "cols", Mt, 1
+            return "rows", 1, Nt
         best = None
         for mb in range(1, min(Mt, max(1, self.n_act // 2)) + 1):
             for nb in range(1, min(Nt, max(1, self.n_wgt // 2)) + 1):
@@ -328,15 +354,7 @@ class _Compiler:
                 if best is None or key < best[0]:
                     best = (key, mb, nb)
         _, mb, nb = best
-        blocks = []
-        for bi in range(_cdiv(Mt, mb)):
-            col_blocks = list(range(_cdiv(Nt, nb)))
-            if bi % 2:
-                col_blocks.reverse()
-            for bj in col_blocks:
-                blocks.append((list(range(bi * mb, min(Mt, (bi + 1) * mb))),
-                               list(range(bj * nb, min(Nt, (bj + 1) * nb)))))
-        return blocks, mb, nb
+        return "blocks", mb, nb
 
     def _one_chunk_costs(self) -> tuple[int, int]:
         """Operand beats for row-major vs column-major serpentine order (one K chunk)."""
@@ -354,27 +372,8 @@ class _Compiler:
         p, prog = self.p, self.prog
         blocks, mb, nb = self.tiles()
         self.emit(isa.config(0, p.rows, p.cols))  # budget patched below
-        last = len(self.chunks) - 1
         for rows, cols in blocks:
-            slots = {}
-            for c, (k0, k1) in enumerate(self.chunks):
-                for i in rows:
-                    for j in cols:
-                        a_addr = self.operand(self.act, ACT, ("A", i, c), k0, k1)
-                        b_addr = self.operand(self.wgt, WGT, ("B", j, c), k0, k1)
-                        if c == 0:
-                            slots[i, j] = self.next_slot * self.slot_words
-                            self.next_slot = (self.next_slot + 1) % self.n_slots
-                        acc = slots[i, j]
-                        if c > 0:
-                            mode, bias_addr = "ACCUMULATE", 0
-                        elif prog.bias:
-                            mode, bias_addr = "BIAS", self.const_addr(j)
-                        else:
-                            mode, bias_addr = "OVERWRITE", 0
-                        self.emit(isa.matmul(a_addr, b_addr, acc, k1 - k0, mode, bias_addr))
-                        if c == last:
-                            self.finish_tile(i, j, acc)
+            self.emit_block(rows, cols)
         self.emit(isa.done())
         budget = watchdog_budget(prog.instrs, p)
         prog.instrs[0] = isa.config(budget, p.rows, p.cols)
@@ -382,6 +381,29 @@ class _Compiler:
                      "act_slots": self.n_act, "wgt_slots": self.n_wgt,
                      "acc_slots": self.n_slots, "budget": budget}
         return prog
+
+    def emit_block(self, rows: list[int], cols: list[int]) -> None:
+        """The instructions of one block of output tiles: all K chunks, then the results."""
+        last = len(self.chunks) - 1
+        slots = {}
+        for c, (k0, k1) in enumerate(self.chunks):
+            for i in rows:
+                for j in cols:
+                    a_addr = self.operand(self.act, ACT, ("A", i, c), k0, k1)
+                    b_addr = self.operand(self.wgt, WGT, ("B", j, c), k0, k1)
+                    if c == 0:
+                        slots[i, j] = self.next_slot * self.slot_words
+                        self.next_slot = (self.next_slot + 1) % self.n_slots
+                    acc = slots[i, j]
+                    if c > 0:
+                        mode, bias_addr = "ACCUMULATE", 0
+                    elif self.prog.bias:
+                        mode, bias_addr = "BIAS", self.const_addr(j)
+                    else:
+                        mode, bias_addr = "OVERWRITE", 0
+                    self.emit(isa.matmul(a_addr, b_addr, acc, k1 - k0, mode, bias_addr))
+                    if c == last:
+                        self.finish_tile(i, j, acc)
 
     def finish_tile(self, i: int, j: int, acc: int) -> None:
         p, prog = self.p, self.prog
@@ -396,4 +418,5 @@ class _Compiler:
         prog.stores.append((i, j, m_t))
 
 
-__all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm"]
+__all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm",
+           "k_chunk_candidates"]

@@ -24,6 +24,8 @@ BENCH_MODULES = [
     "sim.bench.estimate",
     "sim.bench.vector",
     "sim.bench.layer",
+    "sim.bench.roofline",
+    "sim.bench.peers",
 ]
 
 Result = tuple[str, list[str], list[list]]

@@ -3,27 +3,26 @@
 ``layer-roofline`` runs ``configs/tiny.toml`` and ``configs/demo.toml`` at fold 1, 2 and 4 on
 the Verilated accelerator (``sim/rtl/layer_run.py``, bit-exact with the golden model) up to
 the first steady-state segment (full memory bank and left-context cache) and divides that
-segment's RTL cycles by its roofline
+segment's RTL cycles by its roofline (``sim/bench/roofline.py``)
 
     max(sum over the step's GEMMs of ceil(M/rows) * ceil(N/cols) * K   (the array-tile bound),
         host bytes in / host bytes per cycle, host bytes out / host bytes per cycle)
 
-(target <= 1.25). It also prints the MAC utilization (useful MACs / (cycles * rows * cols)) and
-the share of cycles in which the vector unit is the only unit at work (from the timing
-model's schedule, whose counters the RTL's equal).
+(target <= 1.10, issue 13). ``configs/emformer_base.toml`` takes minutes per segment on the
+RTL, so its rows use the estimator, whose cycles the RTL's equal (asserted on tiny/demo).
+It also prints the MAC utilization (useful MACs / (cycles * rows * cols)) and the share of
+cycles in which the vector unit is the only unit at work (from the timing model's schedule,
+whose counters the RTL's equal).
 """
 
 from __future__ import annotations
 
 from sim.bench import benchmark
 
-CASES = [("tiny.toml", f) for f in (1, 2, 4)] + [("demo.toml", f) for f in (1, 2, 4)]
-TARGET = 1.25
-
-
-def array_bound(gemms, rows: int, cols: int) -> int:
-    """Cycles the array needs for ``(M, K, N)`` GEMMs: one K-step per cycle per output tile."""
-    return sum(-(-m // rows) * -(-n // cols) * k for m, k, n in gemms)
+FOLDS = (1, 2, 4)
+CASES = [(name, f, True) for name in ("tiny.toml", "demo.toml") for f in FOLDS]
+CASES += [("emformer_base.toml", f, False) for f in FOLDS]   # estimate only (see above)
+TARGET = 1.10
 
 
 def only_unit_share(instrs, p, unit: str) -> float:
@@ -54,35 +53,41 @@ def only_unit_share(instrs, p, unit: str) -> float:
 @benchmark("layer-roofline")
 def layer_roofline():
     from hw.layer.compiler import steady_segment
+    from hw.uarch import WGT
     from model.config import CONFIG_DIR, load_config
     from model.quantize import quantize_model
+    from sim.bench.roofline import array_bound, roofline
     from sim.perf.estimate import estimate_layer
     from sim.perf.layer import compile_stream, step_counts
     from sim.rtl.layer_run import run_stream
 
     rows = []
-    for name, fold in CASES:
+    for name, fold, on_rtl in CASES:
         cfg = load_config(CONFIG_DIR / name).replace(fold_factor=fold)
         hw = cfg.hardware
         seg = steady_segment(cfg.model)
-        r = run_stream(cfg, quantize_model(cfg, seed=0), seg + 1, seed=1)
         sc = compile_stream(cfg)
         step = sc.step(seg)
         c = step_counts(sc, step)
-        rtl = r.cycles_per_segment[-1]
         est = estimate_layer(cfg, seg + 1)["per_segment_cycles"][-1]
-        bound = max(array_bound(step.gemms, hw.rows, hw.cols),
-                    -(-(c.host_in_bytes + c.weight_bytes) // hw.host_bytes_per_cycle),
-                    -(-c.host_out_bytes // hw.host_bytes_per_cycle))
-        which = ("array" if bound == array_bound(step.gemms, hw.rows, hw.cols) else "host")
-        util = step.macs / (rtl * hw.rows * hw.cols)
-        vec = only_unit_share(step.program.instrs, sc.p, "VECTOR")
-        ok = "ok" if r.ok and est == rtl else "MISMATCH"
-        rows.append([f"{name.removesuffix('.toml')} fold {fold}", f"{rtl:,}", ok,
-                     f"{bound:,} ({which})", f"{rtl / bound:.2f}",
-                     "yes" if rtl / bound <= TARGET else "no", f"{100 * util:.1f}%",
-                     f"{100 * vec:.1f}%", r.weights, f"{r.sim_s / (seg + 1):.2f} s"])
-    return (f"Layer step on the RTL vs its roofline (first steady-state segment; target <= "
-            f"{TARGET}x)",
-            ["config", "RTL cycles/segment", "golden+estimate", "roofline", "ratio",
-             "<= target", "MAC util", "vector-only", "weights", "RTL sim/segment"], rows)
+        if on_rtl:
+            r = run_stream(cfg, quantize_model(cfg, seed=0), seg + 1, seed=1)
+            cycles = r.cycles_per_segment[-1]
+            ok = "ok" if r.ok and est == cycles else "MISMATCH"
+            sim = f"{r.sim_s / (seg + 1):.2f} s"
+        else:
+            cycles, ok, sim = est, "estimate", "-"
+        bound, which = roofline(array_bound(step.gemms, hw.rows, hw.cols),
+                                c.host_in_bytes + c.weight_bytes, c.host_out_bytes,
+                                hw.host_bytes_per_cycle)
+        util = step.macs / (cycles * hw.rows * hw.cols)
+        vec = only_unit_share(step.program.instrs, sc.p, "VECTOR") if on_rtl else None
+        rows.append([f"{name.removesuffix('.toml')} fold {fold}", f"{cycles:,}", ok,
+                     f"{bound:,} ({which})", f"{cycles / bound:.2f}", f"{TARGET:.2f}",
+                     "yes" if cycles / bound <= TARGET else "no", f"{100 * util:.1f}%",
+                     "-" if vec is None else f"{100 * vec:.1f}%",
+                     "streamed" if not sc.resident[WGT] else "resident", sim])
+    return ("Layer step vs its roofline (first steady-state segment; RTL cycles, or the "
+            "estimator's where marked)",
+            ["config", "cycles/segment", "golden+estimate", "roofline", "ratio", "target",
+             "met", "MAC util", "vector-only", "weights", "RTL sim/segment"], rows)

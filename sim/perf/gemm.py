@@ -40,14 +40,7 @@ def program_counts(program, hw: HardwareConfig, *, macs: int, weight: bool) -> C
     return c
 
 
-def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
-                         weight: bool = True, requant: bool = True,
-                         relu: bool = False) -> Counts:
-    """Compile and time the GEMM now (no cache). ``weight``: B is a weight matrix; else B and
-    the bias (if any) are activations."""
-    from hw.compiler import compile_gemm
-    prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
-    c = program_counts(prog, hw, macs=m * k * n, weight=weight)
+def _weight_split(c: Counts, *, bias: bool, weight: bool, requant: bool) -> Counts:
     if bias and not weight:
         # The bias of an activation GEMM (P@V's zero-point bias, 128 * colsum(V)) is computed
         # every step, so its words are activations: each constant LOAD carries one bias word
@@ -56,6 +49,34 @@ def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bo
         c.weight_loads["acc"] -= act_bias
         c.host_in_bytes += act_bias
     return c
+
+
+def gemm_counts_reference(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
+                          weight: bool = True, requant: bool = True,
+                          relu: bool = False) -> Counts:
+    """:func:`gemm_counts_uncached` the slow way: compile the whole program
+    (:func:`hw.compiler.compile_gemm`) and time it instruction by instruction. The reference
+    the fast path (:mod:`sim.perf.fastgemm`) is tested against."""
+    from hw.compiler import compile_gemm
+    prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant, relu=relu)
+    c = program_counts(prog, hw, macs=m * k * n, weight=weight)
+    return _weight_split(c, bias=bias, weight=weight, requant=requant)
+
+
+def gemm_counts_uncached(m: int, k: int, n: int, hw: HardwareConfig, *, bias: bool,
+                         weight: bool = True, requant: bool = True,
+                         relu: bool = False) -> Counts:
+    """Counts of the program :func:`hw.compiler.compile_gemm` makes for the GEMM, now (no
+    cache). ``weight``: B is a weight matrix; else B and the bias (if any) are activations.
+    Computed by :func:`sim.perf.fastgemm.fast_program_counts` (the same numbers as
+    :func:`gemm_counts_reference`, without timing every repeated block)."""
+    from sim.perf.fastgemm import fast_program_counts
+    c, loads = fast_program_counts(m, k, n, hw, bias=bias, requant=requant, relu=relu)
+    c.macs = m * k * n
+    c.weight_loads["acc"] = loads["acc"]
+    c.weight_loads["wgt"] = loads["wgt"] if weight else 0
+    c.host_in_bytes = loads["act"] + (0 if weight else loads["wgt"])
+    return _weight_split(c, bias=bias, weight=weight, requant=requant)
 
 
 @functools.lru_cache(maxsize=4096)
