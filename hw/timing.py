@@ -33,74 +33,133 @@ class InstrTiming:
     done: int = -1       # completion cycle (its effects are visible from done + 1)
 
 
-def schedule(program: Any, hw: HardwareConfig | AccelParams) -> tuple[list[InstrTiming], dict]:
-    """Per-instruction timing and the performance counters (see :func:`program_cycles`)."""
-    p = as_params(hw)
-    instrs = isa.instructions(program)
-    n_units = len(UNITS)
-    pops: list[list[int]] = [[] for _ in range(n_units)]
-    dones: list[list[int]] = [[] for _ in range(n_units)]
-    prev: list[isa.Instr | None] = [None] * n_units
-    unit_free = [0] * n_units         # earliest start allowed by the unit's previous instr
-    last_done = -1                    # latest completion so far (for barriers)
-    out: list[InstrTiming] = []
-    cnt = dict.fromkeys(COUNTERS, 0)
-    host_intervals: list[tuple[int, int]] = []
-    fetch = 0                         # cycle the instruction's beat is accepted into IR
-    end = None
-    for pc, ins in enumerate(instrs):
+#: Per unit, how many recent starts/completions the model keeps: a dependency field reaches
+#: ``isa.DEP_MAX`` instructions back, a full queue ``QUEUE_DEPTH``.
+HISTORY = isa.DEP_MAX + 1
+assert QUEUE_DEPTH <= HISTORY
+
+
+class Scheduler:
+    """The timing rules, one instruction at a time (:func:`schedule` is its loop; the fast
+    GEMM estimator, ``sim/perf/fastgemm.py``, drives it block by block). The state is what
+    the rules read: per unit the recent starts (``pops``) and completions (``dones``), the
+    previous instruction, when the unit is free; the last completion; the fetch cycle; the
+    counters; host transfers not yet merged into ``union`` (the ``dma_busy`` count)."""
+
+    def __init__(self, p: AccelParams):
+        n_units = len(UNITS)
+        self.p = p
+        self.n = [0] * n_units                                # instructions per unit so far
+        self.pops: list[list[int]] = [[] for _ in range(n_units)]
+        self.dones: list[list[int]] = [[] for _ in range(n_units)]
+        self.prev: list[isa.Instr | None] = [None] * n_units
+        self.unit_free = [0] * n_units
+        self.last_done = -1
+        self.fetch = 0            # cycle the instruction's beat is accepted into IR
+        self.end: int | None = None
+        self.cnt = dict.fromkeys(COUNTERS, 0)
+        self.pending: list[tuple[int, int]] = []
+        self.union = 0
+        self._cost: dict = {}
+
+    def step(self, ins: isa.Instr) -> tuple[int, int, int]:
+        """Time ``ins`` -> ``(dispatch, start, done)`` (start, done -1: dispatcher-only)."""
         spec = ins.spec
-        t = fetch + 1                 # IR valid from the cycle after the fetch
+        t = self.fetch + 1        # IR valid from the cycle after the fetch
         u = ins.unit
         if u is not None:
-            cost = spec.need("cost")(ins.args, p)
-            j = len(pops[u])
-            if j >= QUEUE_DEPTH:      # queue full until entry j-QUEUE_DEPTH leaves
-                t = max(t, pops[u][j - QUEUE_DEPTH] + 1)
+            key = (ins.op, tuple(ins.args.values()))
+            cost = self._cost.get(key)
+            if cost is None:
+                cost = self._cost[key] = spec.need("cost")(ins.args, self.p)
+            if self.n[u] >= QUEUE_DEPTH:   # queue full until that entry leaves
+                t = max(t, self.pops[u][-QUEUE_DEPTH] + 1)
         elif spec.need("control") == "barrier":
-            t = max(t, last_done + 1)
+            t = max(t, self.last_done + 1)
         elif spec.control != "immediate":
             raise isa.OpcodeError(f"opcode {ins.op}: unknown control kind {spec.control!r}")
-        rec = InstrTiming(pc, ins.op, t)
-        out.append(rec)
-        fetch = t                     # the next beat enters IR in the dispatch cycle
+        self.fetch = t            # the next beat enters IR in the dispatch cycle
         if spec.ends:
-            end = t
-            break
+            self.end = t
+            return t, -1, -1
         if u is None:
-            continue
+            return t, -1, -1
+        pops = self.pops[u]
         visible = t + 1
-        if pops[u]:
-            visible = max(visible, pops[u][-1] + 1)
-        structural = unit_free[u]
-        if spec.spacing is not None and prev[u] is not None and prev[u].op == ins.op:
-            structural = max(structural, pops[u][-1] + spec.spacing(prev[u].args, ins.args, p))
+        if self.n[u]:
+            visible = max(visible, pops[-1] + 1)
+        structural = self.unit_free[u]
+        prev = self.prev[u]
+        if spec.spacing is not None and prev is not None and prev.op == ins.op:
+            structural = max(structural, pops[-1] + spec.spacing(prev.args, ins.args, self.p))
         dep_ready = 0
         for v, d in enumerate(ins.deps):
-            idx = len(pops[v]) - d
-            if d and idx >= 0:
-                dep_ready = max(dep_ready, dones[v][idx] + 1)
+            if d and self.n[v] - d >= 0:
+                dep_ready = max(dep_ready, self.dones[v][-d] + 1)
         ready = max(visible, structural)
         start = max(ready, dep_ready)
         if spec.stall_counter is not None and dep_ready > ready:
-            cnt[spec.stall_counter] += dep_ready - ready
+            self.cnt[spec.stall_counter] += dep_ready - ready
         done = start + cost.done
-        unit_free[u] = start + cost.free
+        self.unit_free[u] = start + cost.free
         for name, value in cost.busy.items():
-            cnt[name] += value
+            self.cnt[name] += value
         if cost.host_beats:
-            host_intervals.append((start + 1, start + cost.host_beats))
-        pops[u].append(start)
-        dones[u].append(done)
-        prev[u] = ins
-        last_done = max(last_done, done)
-        rec.start, rec.done = start, done
-    if end is None:
-        raise isa.IsaError("program ends without DONE; the timing model needs a complete "
-                           "program")
-    cnt["total"] = end + 1
-    cnt["dma_busy"] = union_length(host_intervals)
-    return out, cnt
+            self.pending.append((start + 1, start + cost.host_beats))
+        pops.append(start)
+        dones = self.dones[u]
+        dones.append(done)
+        if len(pops) > 2 * HISTORY:
+            del pops[:HISTORY]
+            del dones[:HISTORY]
+        self.prev[u] = ins
+        self.last_done = max(self.last_done, done)
+        self.n[u] += 1
+        return t, start, done
+
+    def settle(self, limit: int | None = None) -> None:
+        """Add the host transfer cycles up to ``limit`` to ``union`` (default: the cycles no
+        later transfer can touch -- any later one moves beats from ``fetch + 3`` on)."""
+        if not self.pending:
+            return
+        limit = self.fetch + 1 if limit is None else limit
+        keep, segs = [], []
+        for lo, hi in sorted(self.pending):
+            if segs and lo <= segs[-1][1] + 1:
+                segs[-1][1] = max(segs[-1][1], hi)
+            else:
+                segs.append([lo, hi])
+        for lo, hi in segs:
+            if hi <= limit:
+                self.union += hi - lo + 1
+            elif lo <= limit:       # [lo, limit] is final, the rest may still merge
+                self.union += limit - lo + 1
+                keep.append((limit + 1, hi))
+            else:
+                keep.append((lo, hi))
+        self.pending = keep
+
+    def counters(self) -> dict[str, int]:
+        """The performance counters of the program ended by DONE."""
+        if self.end is None:
+            raise isa.IsaError("program ends without DONE; the timing model needs a complete "
+                               "program")
+        self.settle(limit=max([hi for _, hi in self.pending], default=0))
+        return {**self.cnt, "total": self.end + 1, "dma_busy": self.union}
+
+
+def schedule(program: Any, hw: HardwareConfig | AccelParams) -> tuple[list[InstrTiming], dict]:
+    """Per-instruction timing and the performance counters (see :func:`program_cycles`)."""
+    sched = Scheduler(as_params(hw))
+    out: list[InstrTiming] = []
+    for pc, ins in enumerate(isa.instructions(program)):
+        dispatch, start, done = sched.step(ins)
+        out.append(InstrTiming(pc, ins.op, dispatch, start, done))
+        if sched.end is not None:
+            break
+        if len(sched.pending) > 4 * HISTORY:
+            sched.settle()
+    return out, sched.counters()
 
 
 def program_cycles(program: Any, hw: HardwareConfig | AccelParams) -> dict[str, int]:

@@ -72,6 +72,19 @@ def test_extrapolation_happens_and_small_banks():
     _same(300, 40, 300, hw, {"bias": True})
 
 
+@pytest.mark.parametrize("m,k,n,hw_kw,nk", [
+    (512, 512, 512, {}, 1),                                         # rows of single tiles
+    (200, 1000, 400, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 4),    # blocks, K chunked
+    (333, 90, 250, {"rows": 8, "cols": 8, "acc_sram_kib": 2}, 1),   # small ring, consts evicted
+])
+def test_long_programs_jump_and_stay_exact(m, k, n, hw_kw, nk):
+    hw = HardwareConfig(**hw_kw)
+    eng = fastgemm._Stream(as_params(hw), m, k, n, True, True, False, nk)
+    eng.count()
+    assert eng.jumps >= 1 and eng.simulated < len(eng.blocks()[2])
+    _same(m, k, n, hw, {"bias": True})
+
+
 def test_block_order_is_the_compilers():
     rng = random.Random(7)
     for _ in range(40):

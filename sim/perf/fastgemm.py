@@ -1,37 +1,50 @@
 """Exact GEMM counts without timing every instruction: periodic-state extrapolation.
 
 The GEMM compiler (:mod:`hw.compiler`) emits its program block by block (blocks of output
-tiles in serpentine order, :meth:`_Compiler.emit_block`), and the timing model
-(:func:`hw.timing.schedule`) keeps a small state. :func:`fast_gemm_counts` streams the blocks
-through the real compiler code and the real dependency tracker (:class:`hw.deps.DepTracker`),
-times each instruction with :class:`_Sched` (the loop of :func:`hw.timing.schedule`, one
-instruction at a time) and sums every counter as it goes. At each block boundary it takes
-a *normalised* signature of the whole state:
+tiles in serpentine order, :meth:`hw.compiler._Compiler.emit_block`) and the timing model
+(:func:`hw.timing.schedule`) keeps a small state. :func:`fast_program_counts` streams the
+blocks through the real compiler code and the real dependency tracker
+(:class:`hw.deps.DepTracker`), times each instruction with the timing model's own
+:class:`hw.timing.Scheduler` (the loop of :func:`hw.timing.schedule`, one instruction at a
+time) and sums every counter as it goes
+(traffic from the opcode table's ``traffic`` rules, as :mod:`sim.perf.program` does).
 
-* compiler: LRU operand caches with tile indices relative to the next block's first tile,
-  accumulator ring position;
-* timing: queue/completion times relative to the fetch time (times that can no longer
-  matter, i.e. at or before the fetch cycle, collapse to one value), previous instruction of
-  each unit, host transfer intervals not yet merged into the ``dma_busy`` union;
-* dependencies: per unit, every instruction index the tracker holds, as the exact age when
-  at most 64 (a dependency field reaches 63 back) and otherwise as its rank among the older
-  ones (the tracker only compares and takes maxima of those), never-touched words as such,
-  and the instructions referenced (ordered read-after-write checks read their fields).
-  The accumulator slot region is rotated so the next ring slot is at 0 (slot rotation
-  symmetry).
+At each block boundary it takes a *normalised* signature of the whole state, such that two
+boundaries with equal signatures behave identically from there on, up to a translation of
+the tiles (the next block's first tile is the origin), of time (the fetch cycle is the
+origin), of the per-unit instruction indices, and a relabelling of equal-sized SRAM slots:
 
-When the signature at block ``b`` equals the one at block ``a``, and the block sequence
-after ``a`` is translated by the same tile offset ``d`` one period ``P = b - a`` later (same
-shapes, same partial tiles), the state after ``K`` more periods is the state at ``b``
-shifted by ``K`` times the per-period time, instruction-count, tile and slot offsets, and
-every counter grows by ``K`` times its per-period delta (the counters are functions of the
-state trajectory). The engine jumps there and goes on simulating; the tail and DONE are
-simulated. SRAM peaks: the signature distinguishes never-touched words, so a period touches
-no new word (for the ACC slot region, no new word up to the rotation), the footprint at the
-end is the tracker's.
+* compiler: each LRU cache's keys relative to the origin, in recency order (its slots are
+  interchangeable, so they are named by recency); a cache holding every key it can be asked
+  for never misses again, and only its slots' contents matter. The accumulator ring is
+  read from the next slot on (rotation);
+* timing: recent queue pops and completions relative to the fetch cycle (times at or before
+  it can no longer delay anything and collapse to one value), the last pop exactly, the
+  previous instruction's opcode and ``k`` (the spacing rule), host transfers not yet merged
+  into the ``dma_busy`` union (the part no later transfer can touch is added as it goes);
+* dependencies (the costly part, :meth:`_Stream.dep_sig`, taken only where the cheap parts
+  repeat, and only after a cheaper necessary condition, :meth:`_Stream.coarse_dep_sig`):
+  per unit, an index at or below every used unit's latest "surely complete" index can no
+  longer cause a dependency (-2); otherwise its exact age when at most 64 (a dependency
+  field reaches 63 back) and beyond that its rank among the older ones (the tracker only
+  compares such indices and takes maxima); never-touched words stay distinct (-1, for the
+  SRAM footprint); readers of the words of fully resident caches are irrelevant (those
+  words are never written again); of MATMUL writers, the mode and the (ring-relative)
+  accumulator address (the only fields the ``ordered_raw`` rule reads).
 
-``tests/test_fast_gemm.py`` checks every field against the full compile + timing
-(``sim.perf.gemm.gemm_counts_reference``).
+When the signature at block ``b`` equals the one at block ``a`` and the block sequence from
+``a`` on repeats one period ``P = b - a`` later translated by the same tile offset (same
+block shapes, same partial last tile row), the state ``K`` periods later is the state at
+``b`` shifted by ``K`` times the per-period offsets, and every counter -- cycles, busy,
+stall, traffic, instruction count, touched words per bank -- grows by ``K`` times its
+per-period delta (they are functions of the state trajectory). The engine jumps there and
+goes on simulating (the transient, the ends of block rows, the tail and DONE are
+simulated). Jumps never permute the real slots: the state reached equals the real one up to
+a relabelling, which changes no counter.
+
+``k_chunks`` candidates are evaluated the same way and chosen as :func:`hw.compiler.compile_gemm`
+does (fewest cycles, then fewest instructions). ``tests/test_fast_gemm.py`` checks every
+field against the full compile + timing (``sim.perf.gemm.gemm_counts_reference``).
 """
 
 from __future__ import annotations
@@ -42,17 +55,34 @@ import numpy as np
 
 from hw import isa
 from hw.compiler import _cdiv, _Compiler, check_gemm, k_chunk_candidates
-from hw.deps import PORT_BANK
 from hw.isa import DEP_MAX
-from hw.timing import union_length
-from hw.uarch import ACC, BANK_KEYS, BANKS, COUNTERS, QUEUE_DEPTH, UNITS, as_params
+from hw.timing import HISTORY, Scheduler, union_length
+from hw.uarch import ACC, ACT, BANK_KEYS, BANKS, QUEUE_DEPTH, UNITS, WGT, as_params
 from sim.perf.counts import OP_CLASSES, RTL_BUSY, Counts
 
 #: Per unit, how many recent instruction indices / times matter exactly.
-HIST = DEP_MAX + 1
+HIST = HISTORY
 _NU = len(UNITS)
-#: ACC word-address fields per opcode (rotated with the accumulator slot ring).
-_ACC_FIELDS = {"MATMUL": ("acc",), "REQUANT": ("src", "dst"), "STORE": ("addr",)}
+
+
+ACT_B, WGT_B = ACT, WGT
+_GEMM_BANKS = (ACT, WGT, ACC)
+
+
+def _rel(key: tuple, origin: int) -> tuple:
+    """An LRU key with its tile index relative to ``origin``."""
+    return (key[0], key[1] - origin, *key[2:])
+
+
+def _prev_key(ins) -> tuple:
+    """What the timing model reads of a unit's previous instruction: its opcode, and the
+    ``k`` of a MATMUL (the spacing rule, hw/opcodes.py)."""
+    return ins.op, ins.args.get("k")
+
+
+class _Unsupported(Exception):
+    """A jump the engine cannot carry out (never seen; the caller then simulates every
+    block)."""
 
 
 class _Window:
@@ -75,96 +105,9 @@ class _Window:
         return self.n
 
 
-class _Sched:
-    """:func:`hw.timing.schedule`, one instruction at a time, with a compact state."""
-
-    def __init__(self, p):
-        self.p = p
-        self.n = [0] * _NU
-        self.pops: list[list[int]] = [[] for _ in range(_NU)]   # recent starts
-        self.dones: list[list[int]] = [[] for _ in range(_NU)]  # recent completions
-        self.prev: list = [None] * _NU
-        self.unit_free = [0] * _NU
-        self.last_done = -1
-        self.fetch = 0
-        self.end = None
-        self.cnt = dict.fromkeys(COUNTERS, 0)
-        self.pending: list[tuple[int, int]] = []
-        self.union = 0
-        self._cost: dict = {}
-
-    def step(self, ins) -> None:
-        spec = ins.spec
-        t = self.fetch + 1
-        u = ins.unit
-        if u is not None:
-            key = (ins.op, tuple(ins.args.values()))
-            cost = self._cost.get(key)
-            if cost is None:
-                cost = self._cost[key] = spec.need("cost")(ins.args, self.p)
-            if self.n[u] >= QUEUE_DEPTH:
-                t = max(t, self.pops[u][-QUEUE_DEPTH] + 1)
-        elif spec.need("control") == "barrier":
-            t = max(t, self.last_done + 1)
-        elif spec.control != "immediate":
-            raise isa.OpcodeError(f"opcode {ins.op}: unknown control kind {spec.control!r}")
-        self.fetch = t
-        if spec.ends:
-            self.end = t
-            return
-        if u is None:
-            return
-        pops = self.pops[u]
-        visible = t + 1
-        if self.n[u]:
-            visible = max(visible, pops[-1] + 1)
-        structural = self.unit_free[u]
-        prev = self.prev[u]
-        if spec.spacing is not None and prev is not None and prev.op == ins.op:
-            structural = max(structural, pops[-1] + spec.spacing(prev.args, ins.args, self.p))
-        dep_ready = 0
-        for v, d in enumerate(ins.deps):
-            if d and self.n[v] - d >= 0:
-                dep_ready = max(dep_ready, self.dones[v][-d] + 1)
-        ready = max(visible, structural)
-        start = max(ready, dep_ready)
-        if spec.stall_counter is not None and dep_ready > ready:
-            self.cnt[spec.stall_counter] += dep_ready - ready
-        done = start + cost.done
-        self.unit_free[u] = start + cost.free
-        for name, value in cost.busy.items():
-            self.cnt[name] += value
-        if cost.host_beats:
-            self.pending.append((start + 1, start + cost.host_beats))
-        pops.append(start)
-        dones = self.dones[u]
-        dones.append(done)
-        if len(pops) > 2 * HIST:
-            del pops[:HIST]
-            del dones[:HIST]
-        self.prev[u] = ins
-        self.last_done = max(self.last_done, done)
-        self.n[u] += 1
-
-    def settle(self) -> None:
-        """Add the host intervals no later transfer can touch to the ``dma_busy`` union."""
-        if not self.pending:
-            return
-        # any later transfer starts at >= fetch + 2 (moves beats from fetch + 3 on)
-        limit = self.fetch + 1
-        keep, segs = [], []
-        for lo, hi in sorted(self.pending):
-            if segs and lo <= segs[-1][1] + 1:
-                segs[-1][1] = max(segs[-1][1], hi)
-                segs[-1][2].append((lo, hi))
-            else:
-                segs.append([lo, hi, [(lo, hi)]])
-        for lo, hi, parts in segs:
-            if hi <= limit:
-                self.union += hi - lo + 1
-            else:
-                keep.extend(parts)
-        self.pending = keep
+class _Sched(Scheduler):
+    """:class:`hw.timing.Scheduler` with the normalised signature, counter snapshots and
+    time shifts the periodic extrapolation needs."""
 
     def signature(self, norm) -> tuple:
         f = self.fetch
@@ -236,6 +179,8 @@ class _Stream(_Compiler):
         dt.after = [_Window() for _ in range(_NU)]
         dt.instrs = [_Window() for _ in range(_NU)]
         self.region = self.n_slots * self.slot_words
+        self.used_units = [UNITS.index(u) for u in ("LOAD", "MATMUL", "STORE")] \
+            + ([UNITS.index("REQUANT")] if self.prog.requant else [])
 
     def emit(self, ins) -> None:
         ins = self.deps.add(ins)
@@ -287,98 +232,158 @@ class _Stream(_Compiler):
         return n, at, np.stack([i0, i1, j0, j1, part.astype(np.int64)], axis=1)
 
     # ------------------------------------------------------------------ state
-    def norm_instr(self, shift_words: int):
-        """Instruction -> hashable with ACC slot addresses rotated by ``-shift_words``."""
-        region = self.region
-
-        def norm(ins):
-            f = _ACC_FIELDS.get(ins.op)
-            args = dict(ins.args)
-            if f is not None and not (ins.op == "STORE" and args.get("bank", 0) != 0):
-                for name in f:
-                    a = args[name]
-                    if a < region:
-                        args[name] = (a - shift_words) % region
-            return ins.op, tuple(args.items()), ins.deps
-        return norm
-
-    def rotate_instr(self, shift_words: int):
-        region = self.region
-
-        def rot(ins):
-            f = _ACC_FIELDS.get(ins.op)
-            if f is None or shift_words % region == 0 or (
-                    ins.op == "STORE" and ins.args.get("bank", 0) != 0):
-                return ins
-            args = dict(ins.args)
-            for name in f:
-                if args[name] < region:
-                    args[name] = (args[name] + shift_words) % region
-            return isa.Instr(ins.op, args, ins.deps)
-        return rot
-
     def compiler_sig(self, i0: int, j0: int) -> tuple:
-        return (tuple(((k[1] - i0, k[2]), s) for k, s in self.act.keys.items()),
-                tuple(((k[1] - j0, k[2]), s) for k, s in self.wgt.keys.items()),
-                tuple((k[1] - j0, s) for k, s in self.const.keys.items()))
-
-    def _rolled_last(self) -> list[np.ndarray]:
-        dt, shift = self.deps, self.next_slot * self.slot_words
+        """The LRU caches, tile indices relative to the next block's first tile ``(i0, j0)``
+        (slots: by recency, see :meth:`dep_sig`); a cache that holds every key it can be
+        asked for never misses again, so only its contents (in :meth:`dep_sig`) matter."""
         out = []
-        for b in BANKS:
-            arr = dt.last[b]
-            if b == ACC and shift:
-                arr = arr.copy()
-                arr[:self.region] = np.roll(arr[:self.region], -shift, axis=0)
-            out.append(arr)
-        return out
-
-    def dep_sig(self) -> tuple:
-        dt = self.deps
-        lasts = self._rolled_last()
-        norm = self.norm_instr(self.next_slot * self.slot_words)
-        ports = [dt.port_last[k] for k in sorted(dt.port_last)]
-        recent = []
-        for u in range(_NU):
-            w = dt.after[u]
-            recent.append([w[i] for i in range(max(0, w.n - HIST), w.n)])
-        out = []
-        for v in range(_NU):
-            c = dt.count[v]
-            pieces = [L[:, :, v].ravel() for L in lasts]
-            extra = np.array([pl[v] for pl in ports] + [dt.fence[v]]
-                             + [vec[v] for u in range(_NU) for vec in recent[u]], np.int64)
-            allv = np.concatenate([*pieces, extra])
-            old = np.unique(allv[(c - allv > HIST) & (allv >= 0)])
-
-            def enc(x, c=c, old=old):
-                e = np.where(c - x <= HIST, c - x,
-                             HIST + 1 + (len(old) - 1 - np.searchsorted(old, x)))
-                return np.where(x < 0, -1, e)
-            out.append((min(c, HIST), len(recent[v]), enc(allv).tobytes()))
-            refs = np.unique(np.concatenate([*pieces, np.array([pl[v] for pl in ports],
-                                                                np.int64)]))
-            refs = refs[refs >= 0]
-            out.append(tuple(zip(enc(refs).tolist(),
-                                 [norm(dt.instrs[v][x]) for x in refs.tolist()],
-                                 strict=True)))
+        for cache, total, origin in self._caches():
+            if len(cache.keys) == total:
+                out.append("all")
+            else:
+                out.append(tuple(_rel(k, origin(i0, j0)) for k in cache.keys))
         return tuple(out)
 
-    def shift_state(self, K: int, dn: list[int], dtime: int, di: int, dj: int,
-                    dslot: int) -> None:
-        """Jump ``K`` periods: instruction counts by ``dn``, times by ``dtime``, tiles by
-        ``(di, dj)``, accumulator ring by ``dslot`` slots (all already times K)."""
+    def _caches(self):
+        return ((self.act, self.Mt * self.nk, lambda i0, j0: i0),
+                (self.wgt, self.Nt * self.nk, lambda i0, j0: j0),
+                (self.const, self.Nt, lambda i0, j0: j0))
+
+    def _slot_parts(self, E: np.ndarray, cache, total: int, origin: int) -> tuple:
+        """Canonical form of the slots of one LRU cache in encoded tracker state ``E``."""
+        used = [s for s in cache.keys.values()]
+        blocks = [E[cache.base - self._bank_base(cache) + s * cache.words:
+                    cache.base - self._bank_base(cache) + (s + 1) * cache.words]
+                  for s in used]
+        if len(cache.keys) != total:
+            return tuple(b.tobytes() for b in blocks)
+        # every key resident: slots whose words hold no live index are interchangeable
+        inert, live, live_keys = [], [], []
+        for k, b in zip(cache.keys, blocks, strict=True):
+            if bool((b < 0).all()):
+                inert.append((_rel(k, origin), b.tobytes()))
+            else:
+                live.append((_rel(k, origin), b.tobytes()))
+                live_keys.append(k)
+        if len({c for _, c in inert}) <= 1:
+            self._live[id(cache)] = live_keys
+            return ("all", len(inert), inert[0][1] if inert else None,
+                    tuple(sorted(live)))
+        self._live[id(cache)] = list(cache.keys)
+        return ("all", tuple(sorted(inert + live)))
+
+    def _bank_base(self, cache) -> int:
+        return self.const.base if cache is self.const else 0
+
+    def coarse_dep_sig(self) -> tuple:
+        """Part of what :meth:`dep_sig` encodes (the recent "surely complete" vectors and the
+        shared ports, old indices not ranked): equal whenever :meth:`dep_sig` is."""
         dt = self.deps
-        shift_words = (dslot % self.n_slots) * self.slot_words
-        rot = self.rotate_instr(shift_words)
+        recent = [[w[i] for i in range(max(0, w.n - HIST), w.n)] for w in dt.after]
+        ports = [dt.port_last[k] for k in sorted(dt.port_last)]
+        out = []
+        for v in self.used_units:
+            c = dt.count[v]
+            fl = min((dt.after[u][-1][v] if dt.count[u] else -1) for u in self.used_units)
+            vals = [pl[v] for pl in ports] + [dt.fence[v]] + [vec[v] for r in recent
+                                                              for vec in r]
+            out.append((min(c, HIST), tuple(len(r) for r in recent),
+                        tuple(-2 if x <= fl else min(c - x, HIST + 1) for x in vals)))
+        return tuple(out)
+
+    def dep_sig(self, i0: int, j0: int) -> tuple:
+        """The dependency tracker's state, normalised (module docstring): per unit, indices
+        no later instruction can wait for (at or below every used unit's latest "surely
+        complete" index) as one token (-2), untouched words as -1, others by exact age up to
+        ``HIST`` and by rank beyond; slots in canonical order (LRU recency, accumulator ring
+        from the next slot, fully resident caches by key relative to the next block)."""
+        dt = self.deps
+        used = self.used_units
+        self._live = {}
+        recent = [[w[i] for i in range(max(0, w.n - HIST), w.n)] for w in dt.after]
+        ports = [dt.port_last[k] for k in sorted(dt.port_last)]
+        # a GEMM program touches ACT, WGT and ACC only, with the units in ``used`` only
+        lasts = [dt.last[b] for b in _GEMM_BANKS]
+        enc_last = [np.full(L.shape, -1, np.int64) for L in lasts]
+        # the words of a fully resident cache are never written again: their readers are
+        # irrelevant (only a write waits for readers)
+        irr = [np.zeros(L.shape[0], bool) for L in lasts]
+        for cache, total, _ in self._caches():
+            if cache.n and len(cache.keys) == total:
+                bank = _GEMM_BANKS.index(ACC if cache is self.const else
+                                         (ACT_B if cache is self.act else WGT_B))
+                irr[bank][cache.base:cache.base + len(cache.keys) * cache.words] = True
+        extras = []
+        matmul = UNITS.index("MATMUL")
+        mm_refs = None
+        for v in used:
+            c = dt.count[v]
+            fl = min((dt.after[u][-1][v] if dt.count[u] else -1) for u in used)
+            cols = [L[:, :, v] for L in lasts]
+            extra = np.array([pl[v] for pl in ports] + [dt.fence[v]]
+                             + [vec[v] for u in range(_NU) for vec in recent[u]], np.int64)
+            pool = np.concatenate([*(x[:, 0][x[:, 0] > fl] for x in cols),
+                                   *(x[:, 1][(x[:, 1] > fl) & ~m] for x, m in zip(cols, irr,
+                                                                                 strict=True)),
+                                   extra[extra > fl]])
+            old = np.unique(pool[c - pool > HIST])
+
+            def enc(x, c=c, old=old, fl=fl):
+                e = np.where(c - x <= HIST, c - x,
+                             HIST + 1 + (len(old) - 1 - np.searchsorted(old, x)))
+                return np.where(x < 0, -1, np.where(x <= fl, -2, e))
+            for k, col in enumerate(cols):
+                e = enc(col)
+                if irr[k].any():
+                    r = e[:, 1]
+                    r[irr[k]] = np.where(r[irr[k]] == -1, -1, -3)
+                enc_last[k][:, :, v] = e
+            # outside the words' footprint, "none" and "surely complete" act alike
+            extras.append((min(c, HIST), len(recent[v]),
+                           np.where(extra <= fl, -2, enc(extra)).tobytes()))
+            if v == matmul:
+                # the tracker reads the instruction of a writer only (ordered_raw)
+                vals = np.unique(np.concatenate([x[:, 0][x[:, 0] > fl] for x in cols]))
+                region, sw, ns = self.region, self.slot_words, self.next_slot
+                refs = []
+                for x, code in zip(vals.tolist(), enc(vals).tolist(), strict=True):
+                    ins = dt.instrs[v][x]
+                    acc = ins.args["acc"]
+                    acc = (acc // sw - ns) % self.n_slots * sw + acc % sw if acc < region \
+                        else acc
+                    refs.append((code, ins.args["mode"], acc))
+                mm_refs = tuple(refs)
+        parts = [tuple(extras), mm_refs]
+        E_act, E_wgt, E_acc = enc_last
+        for E, cache, total, origin in ((E_act, self.act, self.Mt * self.nk, i0),
+                                        (E_wgt, self.wgt, self.Nt * self.nk, j0)):
+            parts.append(self._slot_parts(E, cache, total, origin))
+            parts.append(E[len(cache.keys) * cache.words:].tobytes())
+        region = self.region
+        ring = np.roll(E_acc[:region], -self.next_slot * self.slot_words, axis=0)
+        parts.append(ring.tobytes())
+        cw = self.const_words
+        if self.const.n:
+            parts.append(self._slot_parts(E_acc[region:], self.const, self.Nt, j0))
+            parts.append(E_acc[region + len(self.const.keys) * cw:].tobytes())
+        else:
+            parts.append(E_acc[region:].tobytes())
+        return tuple(parts)
+
+    def touched(self) -> list[int]:
+        return [int(np.count_nonzero((L >= 0).any(axis=(1, 2)))) for L in self.deps.last]
+
+    def shift_state(self, K: int, dn: list[int], dtime: int, di: int, dj: int) -> None:
+        """Jump ``K`` periods: instruction counts by ``dn``, times by ``dtime``, tiles by
+        ``(di, dj)`` (all already times K). Slots are not permuted: the state reached is
+        equivalent to the real one up to a relabelling of slots."""
+        dt = self.deps
         for b in BANKS:
             arr = dt.last[b]
             for v in range(_NU):
                 if dn[v]:
                     sl = arr[:, :, v]
                     sl[sl >= 0] += dn[v]
-            if b == ACC and shift_words:
-                arr[:self.region] = np.roll(arr[:self.region], shift_words, axis=0)
         for k in dt.port_last:
             dt.port_last[k] = [x + dn[v] if x >= 0 else x for v, x in enumerate(dt.port_last[k])]
         dt.fence = [x + dn[v] if x >= 0 else x for v, x in enumerate(dt.fence)]
@@ -391,27 +396,39 @@ class _Stream(_Compiler):
         for u in range(_NU):
             w_after, w_ins, n = dt.after[u], dt.instrs[u], dt.count[u]
             new_after = {}
+            new_ins = {}
             for i in range(max(0, n - HIST), n):
                 vec = w_after[i]
                 new_after[i + dn[u]] = [x + dn[v] if x >= 0 else x for v, x in enumerate(vec)]
-            new_ins = {}
-            for i in range(max(0, n - HIST), n):
-                new_ins[i + dn[u]] = rot(w_ins[i])
+                new_ins[i + dn[u]] = w_ins[i]
             for x in refs[u]:
                 if x not in new_ins:
-                    new_ins[x] = rot(w_ins[x - dn[u]])
+                    new_ins[x] = w_ins[x - dn[u]]
             dt.after[u] = _Window(new_after, n + dn[u])
             dt.instrs[u] = _Window(new_ins, n + dn[u])
             dt.count[u] = n + dn[u]
         dt.pc += sum(dn)
-        self.sched.shift(dtime, dn, rot)
-        for cache, d, tag in ((self.act, di, "A"), (self.wgt, dj, "B"), (self.const, dj, None)):
-            if tag is None:
-                cache.keys = OrderedDict(((k[0], k[1] + d), s) for k, s in cache.keys.items())
-            else:
-                cache.keys = OrderedDict(((k[0], k[1] + d, k[2]), s)
-                                         for k, s in cache.keys.items())
-        self.next_slot = (self.next_slot + dslot) % self.n_slots
+        self.sched.shift(dtime, dn, lambda ins: ins)
+        for cache, total, d in ((self.act, self.Mt * self.nk, di),
+                                (self.wgt, self.Nt * self.nk, dj),
+                                (self.const, self.Nt, dj)):
+            def moved(k, d=d):
+                return (k[0], k[1] + d, *k[2:])
+            if len(cache.keys) != total or not d:
+                cache.keys = OrderedDict((moved(k), s) for k, s in cache.keys.items())
+                continue
+            # fully resident: the slots with live words move with the tiles, the others
+            # (interchangeable) take the remaining keys
+            keys = OrderedDict()
+            for k in self._live[id(cache)]:
+                keys[moved(k)] = cache.keys[k]
+            taken = set(keys.values())
+            rest = [s for s in cache.keys.values() if s not in taken]
+            free = [k for k in cache.keys if k not in keys]
+            if len(free) != len(rest) or len(keys) + len(free) != total:
+                raise _Unsupported("resident cache relabelling out of range")
+            keys.update(zip(free, rest, strict=True))
+            cache.keys = keys
 
     def snapshot(self) -> list[int]:
         return [*self.sched.counters(), *self.traffic.vals]
@@ -423,13 +440,18 @@ class _Stream(_Compiler):
 
     # ------------------------------------------------------------------ driver
     def count(self, extrapolate: bool = True) -> Counts:
+        """Counts of the whole program (``extrapolate=False``: simulate every block).
+        Afterwards ``jumps``/``jump_log`` (``(a, b, K)`` per jump) and ``simulated`` (blocks
+        emitted) say how much was skipped."""
         n_blocks, at, desc = self.blocks()
         p = self.p
         self.emit(isa.config(0, p.rows, p.cols))
         hist: dict = {}
         x = 0
-        self.jumps = 0
-        self._armed = None
+        self.jumps = self.simulated = 0
+        self.jump_log = []
+        self._armed: dict[int, int] = {}
+        self.extra_touched = [0] * len(BANKS)
         while x < n_blocks:
             rows, cols = at(x)
             if extrapolate:
@@ -438,6 +460,7 @@ class _Stream(_Compiler):
                     break
                 rows, cols = at(x)
             self.emit_block(rows, cols)
+            self.simulated += 1
             self.prog.loads.clear()
             self.prog.stores.clear()
             x += 1
@@ -445,29 +468,38 @@ class _Stream(_Compiler):
         return self._counts()
 
     def _maybe_jump(self, x, i0, j0, hist, n_blocks, desc) -> int:
+        """At the boundary before block ``x`` (first tile ``(i0, j0)``): the block to emit
+        next, after jumping over repeated periods if the state repeats."""
         s = self.sched
         s.settle()
-        norm = self.norm_instr(self.next_slot * self.slot_words)
-        key = (self.compiler_sig(i0, j0), s.signature(norm))
+        key = (self.compiler_sig(i0, j0), s.signature(_prev_key))
         entry = hist.get(key)
-        state = (x, self.snapshot(), s.fetch, list(self.deps.count), i0, j0, self.next_slot)
+        state = (x, self.snapshot(), s.fetch, list(self.deps.count), i0, j0)
         if entry is None:
-            hist[key] = (state, None)
+            hist[key] = (state, None, None, None)
             return x
         # the (costly) dependency signature is taken at one boundary per candidate period
         # and compared one period later
-        armed = self._armed
-        if armed is not None and x < armed:
+        period = x - entry[0][0]
+        pending = {t: q for t, q in self._armed.items() if t >= x}
+        self._armed = pending
+        if pending and x not in pending and period >= min(pending.values()):
             if entry[1] is None:
-                hist[key] = (state, None)
+                hist[key] = (state, None, None, None)
             return x
-        dsig = self.dep_sig()
-        old, old_dsig = entry
-        hist[key] = (state, dsig)
-        self._armed = x + (x - old[0])
+        pending[x + period] = period
+        old, old_coarse, old_dsig, old_touched = entry
+        # a cheap necessary condition first (recent dependency state, old indices unranked)
+        coarse = self.coarse_dep_sig()
+        if coarse != old_coarse:
+            hist[key] = (state, coarse, None, None)
+            return x
+        dsig = self.dep_sig(i0, j0)
+        touched = self.touched()
+        hist[key] = (state, coarse, dsig, touched)
         if old_dsig is None or old_dsig != dsig:
             return x
-        a, snap_a, f_a, cnt_a, ia, ja, slot_a = old
+        a, snap_a, f_a, cnt_a, ia, ja = old
         P = x - a
         di, dj = i0 - ia, j0 - ja
         dvec = np.array([di, di, dj, dj, 0])
@@ -480,11 +512,13 @@ class _Stream(_Compiler):
             return x
         snap_b = self.snapshot()
         self.restore([b + K * (b - a_) for a_, b in zip(snap_a, snap_b, strict=True)])
+        self.extra_touched = [e + K * (t - t0) for e, t, t0 in
+                              zip(self.extra_touched, touched, old_touched, strict=True)]
         self.shift_state(K, [K * (c - ca) for c, ca in zip(self.deps.count, cnt_a, strict=True)],
-                         K * (s.fetch - f_a), K * di, K * dj,
-                         K * ((self.next_slot - slot_a) % self.n_slots))
+                         K * (s.fetch - f_a), K * di, K * dj)
         self.jumps += 1
-        self._armed = None
+        self.jump_log.append((a, x, K))
+        self._armed = {}
         x += K * P
         return x
 
@@ -514,7 +548,8 @@ class _Stream(_Compiler):
             c.ops[name] = v[3 * nb + 3 + k]
         c.host_in_bytes = sum(loads.values())
         fp = self.deps.footprint()
-        c.sram_peak = {key: int(np.count_nonzero(fp[b])) * p.word_bytes(b)
+        c.sram_peak = {key: (int(np.count_nonzero(fp[b])) + self.extra_touched[b])
+                       * p.word_bytes(b)
                        for b, key in enumerate(BANK_KEYS)}
         self.loads_by_bank = loads
         return c
@@ -537,11 +572,15 @@ def fast_program_counts(M: int, K: int, N: int, hw, *, bias: bool, requant: bool
     best = None
     for nk in cands:
         eng = _Stream(p, M, K, N, bias, requant, relu, nk)
-        c = eng.count(extrapolate)
+        try:
+            c = eng.count(extrapolate)
+        except _Unsupported:          # a state the jump cannot relabel: simulate it all
+            eng = _Stream(p, M, K, N, bias, requant, relu, nk)
+            c = eng.count(False)
         key = (c.cycles, c.instructions)
         if best is None or key < best[0]:
             best = (key, c, eng.loads_by_bank)
     return best[1], best[2]
 
 
-__all__ = ["fast_program_counts", "PORT_BANK"]
+__all__ = ["fast_program_counts"]

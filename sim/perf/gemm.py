@@ -1,13 +1,17 @@
 """Counts of one GEMM: the compiler's program, timed by the accelerator's timing model.
 
-:func:`gemm_counts_uncached` compiles ``(M x K) @ (K x N)`` with :func:`hw.compiler.compile_gemm`
-(requantized to int8, optional bias and ReLU — what every GEMM of a layer step does), takes the
-cycle counters of :func:`hw.timing.program_cycles` (equal to the RTL's counters) and reads the
-SRAM and host traffic off the instructions (:mod:`sim.perf.program`).
+:func:`gemm_counts_reference` compiles ``(M x K) @ (K x N)`` with
+:func:`hw.compiler.compile_gemm` (requantized to int8, optional bias and ReLU — what every GEMM
+of a layer step does), takes the cycle counters of :func:`hw.timing.program_cycles` (equal to
+the RTL's counters) and reads the SRAM and host traffic off the instructions
+(:mod:`sim.perf.program`). :func:`gemm_counts_uncached` returns the same numbers (tested field
+by field, tests/test_fast_gemm.py) from :mod:`sim.perf.fastgemm`, which streams the same
+compiler and timing rules block by block and jumps over the periods where their state
+repeats.
 
-Compiling is the slow part (tens to hundreds of ms for a large GEMM), so :func:`gemm_counts`
-caches the result twice: in memory, and on disk under ``perf/gemm`` (:mod:`sim.perf.diskcache`),
-keyed by the GEMM and the micro-architecture parameters it depends on.
+Even so a large GEMM takes a noticeable time, so :func:`gemm_counts` caches the result twice:
+in memory, and on disk under ``perf/gemm`` (:mod:`sim.perf.diskcache`), keyed by the GEMM and
+the micro-architecture parameters it depends on.
 """
 
 from __future__ import annotations
