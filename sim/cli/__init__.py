@@ -85,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr, force=True,
     )
+    name = " ".join(str(getattr(args, k)) for k in vars(args)
+                    if k == "command" or k.endswith("_command"))
     try:
         return int(args.func(args) or 0)
     except (UserError, *USER_ERRORS, *user_errors()) as e:
-        print(f"foldaccel {args.command}: error: {e}", file=sys.stderr)
+        print(f"foldaccel {name}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"\nfoldaccel {args.command}: interrupted", file=sys.stderr)
+        print(f"\nfoldaccel {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout was closed early (e.g. `| head`): stop quietly; point stdout at /dev/null
@@ -102,6 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # a file the command needed could not be read or written
         where = f" '{e.filename}'" if e.filename else ""
-        print(f"foldaccel {args.command}: error: {e.strerror or e}{where}; fix: check that "
+        print(f"foldaccel {name}: error: {e.strerror or e}{where}; fix: check that "
               "the path exists and is writable", file=sys.stderr)
         return EXIT_USER_ERROR
