@@ -125,26 +125,30 @@ def test_hex_images(qm, exported):
 # ----------------------------------------------------------------------------- atomicity
 
 
+def _fails_on_call(real, n: int, message: str):
+    """``real``, except that its ``n``-th call raises ``OSError(message)``."""
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise OSError(message)
+        return real(*args)
+
+    return flaky
+
+
 def test_failed_export_leaves_nothing_and_keeps_old_export(qm, tmp_path, monkeypatch):
     target = tmp_path / "w"
-    calls = {"n": 0}
     real = ex.hex_image
-
-    def flaky(name, a):
-        calls["n"] += 1
-        if calls["n"] == 20:
-            raise OSError("disk full (simulated)")
-        return real(name, a)
-
-    monkeypatch.setattr(ex, "hex_image", flaky)
+    monkeypatch.setattr(ex, "hex_image", _fails_on_call(real, 20, "disk full (simulated)"))
     with pytest.raises(OSError, match="disk full"):
         export(qm, target)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(ex, "hex_image", real)
     export(qm, target)
     before = _files(target)
-    calls["n"] = 0
-    monkeypatch.setattr(ex, "hex_image", flaky)
+    monkeypatch.setattr(ex, "hex_image", _fails_on_call(real, 20, "disk full (simulated)"))
     with pytest.raises(OSError):
         export(qm, target)
     assert _files(target) == before
@@ -207,15 +211,8 @@ def test_export_into_an_empty_directory(qm, tmp_path):
 def test_failed_rename_leaves_no_temp_files(qm, tmp_path, monkeypatch):
     target = export(qm, tmp_path / "w")
     (target / "notes.txt").write_text("mine")
-    real, calls = os.replace, {"n": 0}
-
-    def flaky(src, dst):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise OSError("device gone (simulated)")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", flaky)
+    real = os.replace
+    monkeypatch.setattr(os, "replace", _fails_on_call(real, 5, "device gone (simulated)"))
     with pytest.raises(OSError, match="device gone"):
         export(qm, target)
     monkeypatch.setattr(os, "replace", real)

@@ -11,10 +11,12 @@ Usage: ``python -m sim.bench [NAME ...]`` (default: all).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sim.cli.common import format_table
 
@@ -38,6 +40,30 @@ def benchmark(name: str) -> Callable[[Callable[[], Result]], Callable[[], Result
         _REGISTRY[name] = fn
         return fn
     return deco
+
+
+def best_time(fn: Callable[[], object], repeat: int = 1) -> float:
+    """Best-of-``repeat`` wall time of ``fn()`` in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@contextlib.contextmanager
+def perf_caches_off() -> Iterator[None]:
+    """``FOLDACCEL_PERF_CACHE=0`` inside the block (cold estimates), restored after it."""
+    saved = os.environ.get("FOLDACCEL_PERF_CACHE")
+    os.environ["FOLDACCEL_PERF_CACHE"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FOLDACCEL_PERF_CACHE", None)
+        else:
+            os.environ["FOLDACCEL_PERF_CACHE"] = saved
 
 
 def load_all() -> dict[str, Callable[[], Result]]:

@@ -12,22 +12,9 @@
 
 from __future__ import annotations
 
-import os
-import time
-
-from sim.bench import benchmark
+from sim.bench import benchmark, best_time, perf_caches_off
 
 GEMM = (64, 256, 64)
-
-
-def _clock(fn, repeat: int = 1) -> float:
-    """Best-of wall time of ``fn()`` in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _rtl_gemm(hw, m: int, k: int, n: int):
@@ -60,36 +47,30 @@ def estimator_speed():
 
     hw = load_config(CONFIG_DIR / "demo.toml").hardware
     m, k, n = GEMM
-    cold = _clock(lambda: g.gemm_counts_uncached(m, k, n, hw, bias=True), repeat=3)
+    cold = best_time(lambda: g.gemm_counts_uncached(m, k, n, hw, bias=True), repeat=3)
     g.gemm_counts(m, k, n, hw, bias=True)           # fill the disk entry
 
     def from_disk():
         g._cached.cache_clear()
         g.gemm_counts(m, k, n, hw, bias=True)
-    disk = _clock(from_disk, repeat=5)
-    warm = _clock(lambda: estimate_gemm(m, k, n, hw, bias=True, requant=True), repeat=200)
+    disk = best_time(from_disk, repeat=5)
+    warm = best_time(lambda: estimate_gemm(m, k, n, hw, bias=True, requant=True), repeat=200)
 
     from sim.perf import layer as lay
     base = load_config(CONFIG_DIR / "emformer_base.toml")
-    saved = os.environ.get("FOLDACCEL_PERF_CACHE")
-    os.environ["FOLDACCEL_PERF_CACHE"] = "0"
-    try:
-        def model_cold():
-            lay._cached.cache_clear()
-            estimate_model(base)
-        model_cold_s = _clock(model_cold, repeat=3)
-    finally:
-        if saved is None:
-            os.environ.pop("FOLDACCEL_PERF_CACHE", None)
-        else:
-            os.environ["FOLDACCEL_PERF_CACHE"] = saved
+
+    def model_cold():
+        lay._cached.cache_clear()
+        estimate_model(base)
+    with perf_caches_off():
+        model_cold_s = best_time(model_cold, repeat=3)
     estimate_model(base)                            # fill the disk entry
 
     def model_disk():
         lay._cached.cache_clear()
         estimate_model(base)
-    model_disk_s = _clock(model_disk, repeat=5)
-    model_warm_s = _clock(lambda: estimate_model(base), repeat=20)
+    model_disk_s = best_time(model_disk, repeat=5)
+    model_warm_s = best_time(lambda: estimate_model(base), repeat=20)
 
     est = estimate_gemm(m, k, n, hw, bias=True, requant=True)
     rtl_s, rtl = _rtl_gemm(hw, m, k, n)

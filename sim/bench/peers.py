@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from sim.bench import benchmark
+from sim.bench import benchmark, best_time, perf_caches_off
 from sim.fileio import build_root
 
 #: What ``make bench-peers`` installs into the peer environment.
@@ -146,20 +144,9 @@ def scalesim_times(hw, gemm_lists: list[list[tuple[int, int, int]]], repeat: int
 
 
 def _cold(fn, repeat: int = 3) -> float:
-    saved = os.environ.get("FOLDACCEL_PERF_CACHE")
-    os.environ["FOLDACCEL_PERF_CACHE"] = "0"
-    try:
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        return best
-    finally:
-        if saved is None:
-            os.environ.pop("FOLDACCEL_PERF_CACHE", None)
-        else:
-            os.environ["FOLDACCEL_PERF_CACHE"] = saved
+    """Best-of-``repeat`` seconds of ``fn()`` with the estimator's caches off."""
+    with perf_caches_off():
+        return best_time(fn, repeat)
 
 
 def _ms(s: float) -> str:

@@ -72,11 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from model.export import check_export_target, export_model
+    from model.quantize import QUANTIZE_STAGES
+    from sim.progress import Progress
 
     cfg = config_from_args(args)
     check_export_target(args.out)  # before the slow quantization
-    from model.quantize import QUANTIZE_STAGES
-    from sim.progress import Progress
 
     log.info("quantizing %s (seed %d) ...", cfg.source, args.seed)
     with Progress(len(QUANTIZE_STAGES) + 1, "export") as bar:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from model.config import Config, ConfigError, config_from_dict
-from sim.fileio import atomic_write
+from sim.fileio import atomic_write, make_output_dir
 from sim.perf.energy import EnergyTable
 from sim.perf.sources import estimate_digest
 from sim.progress import Progress
@@ -143,17 +143,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _prepare_dir(path: Path, what: str) -> None:
-    if path.exists() and not path.is_dir():
-        raise SweepError(f"{what} '{path}' exists and is not a directory; fix: choose another "
-                         "path")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(f"cannot create {what} '{path}': {e.strerror}; fix: choose a "
-                         "writable path") from None
-
-
 @dataclass
 class SweepResult:
     rows: list[dict[str, Any]]
@@ -173,8 +162,8 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
     configs = grid_configs(base, axes)
     out = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
-    _prepare_dir(out, "output directory")
-    _prepare_dir(cache, "cache directory")
+    make_output_dir(out, "output directory")
+    make_output_dir(cache, "cache directory")
     version = estimate_digest()
     t0 = time.monotonic()
     keys = [cache_key(c, table, version) for c in configs]

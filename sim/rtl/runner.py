@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.paths import cannot_create_in
 from sim.fileio import REPO_ROOT, atomic_write, build_root
 from sim.rtl.toolchain import Toolchain, ToolchainError, activate, fst_supported
 
@@ -519,10 +520,10 @@ def waves_target(toplevel: str, fmt: str, waves_path: str | os.PathLike | None =
     if waves_path is not None:
         path = Path(waves_path).expanduser().absolute()
         parent = path.parent
+        why = parent.is_dir() and cannot_create_in(parent)
         problem = ("is a directory" if path.is_dir() else
                    f"its directory {parent} does not exist" if not parent.is_dir() else
-                   f"its directory {parent} is not writable" if not os.access(parent, os.W_OK)
-                   else None)
+                   f"its directory {parent} is not writable ({why})" if why else None)
         if problem:
             raise ToolchainError(f"cannot write the waveform to {path}: {problem}; fix: "
                                  "create that directory or choose a writable path")
