@@ -156,12 +156,12 @@ def calibration_frames(n_frames: int, d_model: int, seed: int, normalize: bool =
 def calibration_utterance(cfg: ModelConfig | Config, n_segments: int, seed: int,
                           normalize: bool = True) -> np.ndarray:
     """An utterance the encoder accepts: ``(n_segments*segment_length + right_context,
-    d_model)`` frames from :func:`calibration_frames`."""
+    input_dim)`` frames from :func:`calibration_frames`."""
     c = model_config(cfg)
     if n_segments < 1:
         raise ValueError(f"n_segments must be >= 1, got {n_segments}")
     n = n_segments * c.segment_length + c.right_context
-    return calibration_frames(n, c.d_model, seed, normalize, c.frame_ms)
+    return calibration_frames(n, c.input_dim, seed, normalize, c.frame_ms)
 
 
 def calibration_set(cfg: ModelConfig | Config, n_utterances: int, n_segments: int, seed: int,

@@ -59,6 +59,23 @@ class ModelConfig:
     memory_clamp: float = 10.0
     # Duration of one encoder frame (after any front-end subsampling), for real-time factors.
     frame_ms: float = 40.0
+    # Speech head and tail, both GEMMs on the accelerator (0: absent). ``n_features`` > 0: the
+    # host sends int8 feature rows (e.g. stacked log-mels) that an input projection maps to
+    # d_model; 0: the host sends int16 d_model rows. ``vocab`` > 0: a classifier maps the last
+    # layer's output to ``vocab`` int8 logits (CTC: blank + tokens); 0: the output is the last
+    # layer's int16 rows.
+    n_features: int = 0
+    vocab: int = 0
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the rows the host sends: ``n_features``, or ``d_model`` without a front."""
+        return self.n_features or self.d_model
+
+    @property
+    def output_dim(self) -> int:
+        """Width of a step's output rows: ``vocab``, or ``d_model`` without a classifier."""
+        return self.vocab or self.d_model
 
     @property
     def folded_dim(self) -> int:
@@ -94,7 +111,7 @@ class ModelConfig:
             if getattr(self, name) < 1:
                 raise _fail(where, name, f"must be >= 1, got {getattr(self, name)}",
                             f"set {name} to a positive integer")
-        for name in ("right_context", "left_context"):
+        for name in ("right_context", "left_context", "n_features", "vocab"):
             if getattr(self, name) < 0:
                 raise _fail(where, name, f"must be >= 0, got {getattr(self, name)}",
                             f"set {name} to 0 or more")
@@ -109,6 +126,9 @@ class ModelConfig:
             raise _fail(where, "memory_clamp", "must be > 0", "set a positive clamp bound")
         if not self.frame_ms > 0:
             raise _fail(where, "frame_ms", "must be > 0", "set the frame duration in ms")
+        if self.vocab == 1:
+            raise _fail(where, "vocab", "=1 leaves no token besides the CTC blank",
+                        "set vocab to 0 (no classifier) or to blank + tokens (>= 2)")
         n = self.fold_factor
         if self.d_model % n:
             raise _fail(where, "fold_factor",

@@ -250,12 +250,27 @@ class EmformerLayer(nn.Module):
 
 
 class FoldingEmformer(nn.Module):
-    """The encoder: ``n_layers`` :class:`EmformerLayer` s in ``layers``; no other parameters."""
+    """The encoder: ``n_layers`` :class:`EmformerLayer` s in ``layers``; with
+    ``n_features > 0`` an ``input_proj`` (``n_features -> d_model``) before them, with
+    ``vocab > 0`` a ``classifier`` (``d_model -> vocab`` logits) after them."""
 
     def __init__(self, cfg: ModelConfig | Config):
         super().__init__()
         self.cfg = model_config(cfg)
-        self.layers = nn.ModuleList(EmformerLayer(self.cfg) for _ in range(self.cfg.n_layers))
+        c = self.cfg
+        if c.n_features:
+            self.input_proj = nn.Linear(c.n_features, c.d_model)
+        self.layers = nn.ModuleList(EmformerLayer(c) for _ in range(c.n_layers))
+        if c.vocab:
+            self.classifier = nn.Linear(c.d_model, c.vocab)
+
+    def project(self, frames: Tensor) -> Tensor:
+        """Input rows -> the first layer's ``d_model`` rows (the input projection, if any)."""
+        return self.input_proj(frames) if self.cfg.n_features else frames
+
+    def classify(self, out: Tensor) -> Tensor:
+        """The last layer's rows -> the model output (the classifier's logits, if any)."""
+        return self.classifier(out) if self.cfg.vocab else out
 
     @property
     def dtype(self) -> torch.dtype:
@@ -267,8 +282,10 @@ class FoldingEmformer(nn.Module):
         if x.dtype != self.dtype:
             raise TypeError(f"{what} has dtype {x.dtype} but the model computes in "
                             f"{self.dtype}; convert one of them (e.g. model.double())")
-        if x.ndim != 2 or x.shape[1] != self.cfg.d_model:
-            raise ValueError(f"{what} must have shape (frames, d_model={self.cfg.d_model}), "
+        c = self.cfg
+        if x.ndim != 2 or x.shape[1] != c.input_dim:
+            what_dim = f"n_features={c.n_features}" if c.n_features else f"d_model={c.d_model}"
+            raise ValueError(f"{what} must have shape (frames, {what_dim}), "
                              f"got {tuple(x.shape)}")
         return x
 
@@ -290,8 +307,9 @@ class FoldingEmformer(nn.Module):
             yield frames[s * c.segment_length: (s + 1) * c.segment_length + c.right_context]
 
     def forward(self, frames: Tensor) -> Tensor:
-        """Whole utterance ``(S*L + R, D)`` -> segment outputs ``(S*L, D)`` (block masks)."""
-        frames = self._check_input(frames, "frames")
+        """Whole utterance ``(S*L + R, input_dim)`` -> segment outputs ``(S*L, output_dim)``
+        (block masks)."""
+        frames = self.project(self._check_input(frames, "frames"))
         c = self.cfg
         s_n = self.n_segments(frames.shape[0])
         length, r = c.segment_length, c.right_context
@@ -301,7 +319,7 @@ class FoldingEmformer(nn.Module):
         for layer in self.layers:
             x_rc, x_utt, new_memory = layer.forward_full(x_rc, x_utt, memory)
             memory = new_memory[:-1]
-        return x_utt
+        return self.classify(x_utt)
 
     def init_state(self) -> StreamState:
         """Empty state: no memories, empty left-context caches."""
@@ -321,7 +339,7 @@ class FoldingEmformer(nn.Module):
               ) -> tuple[Tensor, StreamState]:
         """One streaming step: ``chunk (L+R, D)`` = a segment then its right-context frames.
 
-        Returns the segment's output ``(L, D)`` and the new state (``state=None`` starts a
+        Returns the segment's output ``(L, output_dim)`` and the new state (``state=None`` starts a
         fresh stream). Layer i runs :meth:`EmformerLayer.step` on rows ``[rc; segment]``; the
         vector it received (raw segment mean for layer 0, layer i-1's ``new_memory`` otherwise)
         is then pushed onto its bank.
@@ -330,7 +348,7 @@ class FoldingEmformer(nn.Module):
         return out, new_state
 
     def _infer(self, chunk, state, trace):
-        chunk = self._check_input(chunk, "chunk")
+        chunk = self.project(self._check_input(chunk, "chunk"))
         c = self.cfg
         length, r = c.segment_length, c.right_context
         if chunk.shape[0] != length + r:
@@ -338,7 +356,7 @@ class FoldingEmformer(nn.Module):
                              f"rows, got {chunk.shape[0]}")
         state = self.init_state() if state is None else state
         x = torch.cat([chunk[length:], chunk[:length]])
-        incoming = chunk[:length].mean(dim=0)
+        incoming = chunk[:length].mean(dim=0)     # of the projected rows
         layers, traces = [], []
         for layer, ls in zip(self.layers, state.layers, strict=True):
             res = layer.step(x, ls.memory, ls.lc_key, ls.lc_value, trace=trace)
@@ -346,7 +364,7 @@ class FoldingEmformer(nn.Module):
                                      res.lc_key, res.lc_value))
             traces.append(res.trace)
             incoming, x = res.new_memory, res.out
-        return x[r:], StreamState(tuple(layers), state.segments + 1), traces
+        return self.classify(x[r:]), StreamState(tuple(layers), state.segments + 1), traces
 
     def stream(self, frames: Tensor) -> Tensor:
         """Run a whole utterance through :meth:`infer` chunk by chunk -> ``(S*L, D)``."""

@@ -46,7 +46,16 @@ import numpy as np
 
 from model import intops
 from model.config import Config, ConfigError, config_from_dict
-from model.quantize import ACT_POINTS, LINEARS, QuantModel, is_int16, tensor_specs
+from model.quantize import (
+    ACT_POINTS,
+    HEAD,
+    LINEARS,
+    TAIL,
+    QuantModel,
+    is_int16,
+    model_points,
+    tensor_specs,
+)
 
 FORMAT = "foldaccel-weights"
 #: 2: int16 residual stream, uint8 probabilities with zero point, ``input_mem.m``/``.s``.
@@ -108,10 +117,11 @@ def numerics_constants() -> dict[str, int]:
             "rsqrt_bits": intops.RSQRT_BITS, "rsqrt_lut_base": intops.RSQRT_LUT_BASE}
 
 
-def scale_format(name: str) -> str:
-    """Storage format of the activation with scale ``name``: ``int16`` (residual stream),
-    ``uint8`` (softmax probabilities, zero point 128 in the array) or ``int8``."""
-    if is_int16(name):
+def scale_format(name: str, cfg: Config | None = None) -> str:
+    """Storage format of the activation with scale ``name`` (of a model of ``cfg``): ``int16``
+    (residual stream), ``uint8`` (softmax probabilities, zero point 128 in the array) or
+    ``int8``."""
+    if is_int16(name, cfg):
         return "int16"
     return "uint8" if name.endswith(".prob") else "int8"
 
@@ -140,7 +150,8 @@ def manifest_dict(qm: QuantModel, hex_sha256: dict[str, str] | None = None) -> d
             "config": qm.config.to_dict(), "config_digest": qm.config.digest(),
             "calibration": qm.calibration, "numerics": numerics_constants(),
             "scales": {k: float(v) for k, v in sorted(qm.scales.items())},
-            "formats": {k: scale_format(k) for k in sorted(qm.scales)}, "tensors": tensors}
+            "formats": {k: scale_format(k, qm.config) for k in sorted(qm.scales)},
+            "tensors": tensors}
 
 
 def _hex_bytes(name: str, a: np.ndarray) -> bytes:
@@ -335,8 +346,8 @@ def _lookup(d: dict, dotted: str) -> Any:
 
 def expected_scales(cfg: Config) -> list[str]:
     """Names of the activation scales an export must carry."""
-    return ["input"] + [f"L{layer}.{p}" for layer in range(cfg.model.n_layers)
-                        for p in ACT_POINTS]
+    return model_points(cfg) + [f"L{layer}.{p}" for layer in range(cfg.model.n_layers)
+                                for p in ACT_POINTS]
 
 
 _PARAM_RANGES = {"m": (0, intops.M_MAX), "m_a": (0, intops.M_MAX), "m_b": (0, intops.M_MAX),
@@ -473,18 +484,19 @@ def load_export(path: str | Path, config: Config | None = None) -> QuantModel:
         v = scales.get(name)
         if not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
             raise ExportError(f"{mpath}: scale '{name}' is missing or not a positive number")
-        if not isinstance(formats, dict) or formats.get(name) != scale_format(name):
+        if not isinstance(formats, dict) or formats.get(name) != scale_format(name, cfg):
             got = formats.get(name) if isinstance(formats, dict) else None
             raise ExportError(f"{mpath}: formats['{name}'] is {got!r}, expected "
-                              f"{scale_format(name)!r}; fix: export again")
+                              f"{scale_format(name, cfg)!r}; fix: export again")
     wscales = {}
-    for layer in range(cfg.model.n_layers):
-        for lin in LINEARS:
-            name = f"L{layer}.{lin}.weight"
-            sc = np.asarray(listed[name].get("scale", []), dtype=np.float64)
-            if sc.shape != (specs[name][0][1],):
-                raise ExportError(f"{mpath}: tensor '{name}' needs {specs[name][0][1]} "
-                                  "per-channel scales")
-            wscales[name] = sc
+    weights = [f"L{layer}.{lin}.weight" for layer in range(cfg.model.n_layers)
+               for lin in LINEARS]
+    weights += [f"{lin}.weight" for lin in (HEAD, TAIL) if f"{lin}.weight" in specs]
+    for name in weights:
+        sc = np.asarray(listed[name].get("scale", []), dtype=np.float64)
+        if sc.shape != (specs[name][0][1],):
+            raise ExportError(f"{mpath}: tensor '{name}' needs {specs[name][0][1]} "
+                              "per-channel scales")
+        wscales[name] = sc
     return QuantModel(cfg, int(man["seed"]), tensors, {k: float(v) for k, v in scales.items()},
                       wscales, man.get("calibration", {}))

@@ -93,6 +93,11 @@ class TorchOps:
         return _sat8(y.clamp_min(0) if relu else y)
 
     @staticmethod
+    def requantize_i16(acc: Tensor, m: Any, s: Any, relu: bool = False) -> Tensor:
+        y = _msr(acc, m, s)
+        return _sat16(y.clamp_min(0) if relu else y)
+
+    @staticmethod
     def add_requant(a: Tensor, b: Tensor, m_a: int, m_b: int, s: int,
                     relu: bool = False) -> Tensor:
         y = (a * m_a + b * m_b + (1 << (s - 1))) >> s
@@ -212,10 +217,10 @@ class FakeQuantEncoder:
     def __init__(self, qm: QuantModel):
         self.qm = qm
         self.engine = GoldenEncoder(qm, TORCH_OPS)
-        self.out_scale = qm.scale(qm.config.model.n_layers - 1, "ln_out")
+        self.out_scale = qm.output_scale
 
     def quantize_input(self, frames: Tensor) -> Tensor:
-        """Float frames -> int16 frames (as an int64 tensor), as the golden model."""
+        """Float frames -> the host's integer rows (an int64 tensor), as the golden model."""
         return TORCH_OPS.asarray(self.engine.quantize_input(np.asarray(frames, np.float64)))
 
     def infer(self, chunk: Tensor, state: GoldenState | None = None

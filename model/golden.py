@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from model import intops
-from model.quantize import QuantModel, torch_single_thread
+from model.quantize import HEAD, TAIL, QuantModel, torch_single_thread
 
 
 class NumpyOps:
@@ -42,6 +42,7 @@ class NumpyOps:
 
     gemm_i32 = staticmethod(intops.gemm_i32)
     requantize = staticmethod(intops.requantize)
+    requantize_i16 = staticmethod(intops.requantize_i16)
     add_requant_i16 = staticmethod(intops.add_requant_i16)
     softmax_u8 = staticmethod(intops.softmax_u8)
     u8_to_i8 = staticmethod(intops.u8_to_i8)
@@ -138,10 +139,11 @@ class GoldenEncoder:
 
     # -- building blocks -------------------------------------------------------------------
 
-    def _linear(self, name: str, x, relu: bool = False):
+    def _linear(self, name: str, x, relu: bool = False, out_bits: int = 8):
         o, p = self.ops, self.p
         acc = o.gemm_i32(x, p[name + ".weight"], p[name + ".bias"])
-        return o.requantize(acc, p[name + ".m"], p[name + ".s"], relu=relu)
+        requant = o.requantize_i16 if out_bits == 16 else o.requantize
+        return requant(acc, p[name + ".m"], p[name + ".s"], relu=relu)
 
     def _layernorm(self, name: str, x, out_bits: int = 8):
         p, i = self.p, self.ints
@@ -208,7 +210,9 @@ class GoldenEncoder:
         hidden = self._linear(pre + "fc1", fold(ln_ffn, fn), relu=True)
         ffn_out = unfold(self._linear(pre + "fc2", hidden), fn)
         resid2 = self._add(pre + "resid2", ffn_out, resid1)
-        out = self._layernorm(pre + "ln_out", resid2, out_bits=16)
+        # int16 residual stream; int8 after the last layer when a classifier takes it
+        last = layer == c.n_layers - 1 and c.vocab
+        out = self._layernorm(pre + "ln_out", resid2, out_bits=8 if last else 16)
         seg_k, seg_v = k_new[split:], v_new[split:]
         new_k, head, count = o.ring_push(st.lc_key, st.lc_head, st.lc_count, seg_k)
         new_v, _, _ = o.ring_push(st.lc_value, st.lc_head, st.lc_count, seg_v)
@@ -233,25 +237,32 @@ class GoldenEncoder:
         return GoldenState(tuple(empty for _ in range(c.n_layers)), 0)
 
     def quantize_input(self, frames: np.ndarray) -> np.ndarray:
-        """Float frames ``(T, D)`` -> int16 frames ``sat16(floor(x / s_input + 1/2))`` (the
-        host's one float step; float64 arithmetic)."""
+        """Float frames ``(T, input_dim)`` -> the host's integer rows (its one float step;
+        float64 arithmetic): int16 ``sat16(floor(x / s_input + 1/2))``, or with an input
+        projection int8 features ``sat8(floor(x / s_features + 1/2))``."""
         x = np.asarray(frames, dtype=np.float64)
+        if self.cfg.n_features:
+            return intops.saturate_i8(np.floor(x / self.qm.scales["features"] + 0.5))
         return intops.saturate_i16(np.floor(x / self.qm.scales["input"] + 0.5))
 
     def infer(self, chunk, state: GoldenState | None = None, trace: bool = False
               ) -> tuple[Any, GoldenState, list[dict] | None]:
-        """One streaming step on an int16 chunk ``(L+R, D)`` (segment, then right context) ->
-        ``(segment output (L, D) int16 at the last layer's ln_out scale, state, traces)``.
+        """One streaming step on a chunk ``(L+R, input_dim)`` (segment, then right context;
+        int16 rows, or int8 features with an input projection) -> ``(segment output, state,
+        traces)``; the output is ``(L, D)`` int16 at the last layer's ln_out scale, or with a
+        classifier the ``(L, vocab)`` int8 logits (scale ``logits``).
         Traces hold the integer tensors of every layer; ``probs`` are the unsigned 8-bit
         probabilities (the array operand is ``probs - 128``)."""
         c, o, i = self.cfg, self.ops, self.ints
         length, r = c.segment_length, c.right_context
-        if tuple(chunk.shape) != (length + r, c.d_model):
-            raise ValueError(f"chunk must have shape {(length + r, c.d_model)} (segment_length"
+        if tuple(chunk.shape) != (length + r, c.input_dim):
+            raise ValueError(f"chunk must have shape {(length + r, c.input_dim)} (segment_length"
                              f" + right_context rows), got {tuple(chunk.shape)}")
         state = self.init_state() if state is None else state
         x = o.cat([chunk[length:], chunk[:length]])
-        incoming = o.requantize(o.sum_rows_i16(chunk[:length], axis=0), i["input_mem.m"],
+        if c.n_features:
+            x = self._linear(HEAD, x, out_bits=16)
+        incoming = o.requantize(o.sum_rows_i16(x[r:], axis=0), i["input_mem.m"],
                                 i["input_mem.s"])
         layers, traces = [], []
         for layer, st in enumerate(state.layers):
@@ -266,7 +277,10 @@ class GoldenEncoder:
                     tr["new_memory"] = incoming
             traces.append(tr)
             x = out
-        return x[r:], GoldenState(tuple(layers), state.segments + 1), traces if trace else None
+        # the classifier follows the last layer (a run of the first layers only stops before)
+        full = len(state.layers) == c.n_layers
+        out = self._linear(TAIL, x[r:]) if c.vocab and full else x[r:]
+        return out, GoldenState(tuple(layers), state.segments + 1), traces if trace else None
 
     def chunks(self, frames_q) -> list[Any]:
         """The streaming chunks ``frames[s*L : (s+1)*L + R]`` of an utterance."""
@@ -279,7 +293,7 @@ class GoldenEncoder:
                 for s in range(body // c.segment_length)]
 
     def stream(self, frames_q) -> Any:
-        """Run a whole int16 utterance chunk by chunk -> ``(S*L, D)`` int16."""
+        """Run a whole integer utterance chunk by chunk -> ``(S*L, output_dim)``."""
         state, outs = None, []
         for chunk in self.chunks(frames_q):
             out, state, _ = self.infer(chunk, state)

@@ -58,6 +58,9 @@ INPUT_HEADROOM = 2.0
 I8_HEADROOM_POINTS = ("attn_in", "ln_ffn", "ctx", "attn_out")
 I8_HEADROOM = 1.5
 PROB_SCALE = 2.0**-intops.PROB_U8_BITS
+#: The speech head and tail (``n_features`` / ``vocab`` > 0): int8 GEMMs on the accelerator.
+HEAD = "input_proj"
+TAIL = "classifier"
 CALIB_UTTERANCES = 4
 CALIB_SEGMENTS = 8
 
@@ -80,6 +83,25 @@ class QuantModel:
     def scale(self, layer: int, point: str) -> float:
         return self.scales[f"L{layer}.{point}"]
 
+    @property
+    def output_scale(self) -> float:
+        """Scale of a step's output: the logits, or the last layer's ``ln_out``."""
+        m = self.config.model
+        return self.scales["logits"] if m.vocab else self.scale(m.n_layers - 1, "ln_out")
+
+
+def model_points(cfg: Config) -> list[str]:
+    """The activation scales outside the layers: ``features`` (the host's int8 feature rows,
+    with an input projection), ``input`` (int16, the first layer's input rows), ``logits``
+    (int8, with a classifier)."""
+    m = cfg.model
+    return (["features"] if m.n_features else []) + ["input"] + (["logits"] if m.vocab else [])
+
+
+def _linear_spec(p: str, k: int, n: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {p + "weight": ((k, n), "int8"), p + "bias": ((n,), "int32"),
+            p + "m": ((n,), "int32"), p + "s": ((n,), "int32")}
+
 
 def tensor_specs(cfg: Config) -> dict[str, tuple[tuple[int, ...], str]]:
     """Every integer tensor of a quantized model: ``name -> (shape, dtype)``."""
@@ -89,6 +111,10 @@ def tensor_specs(cfg: Config) -> dict[str, tuple[tuple[int, ...], str]]:
     specs: dict[str, tuple[tuple[int, ...], str]] = {
         "rsqrt_lut": ((intops.RSQRT_LUT_SIZE,), "int32"),
         "input_mem.m": (one, "int32"), "input_mem.s": (one, "int32")}
+    if m.n_features:
+        specs |= _linear_spec(HEAD + ".", m.n_features, d)
+    if m.vocab:
+        specs |= _linear_spec(TAIL + ".", d, m.vocab)
     lin_shapes = {"q": (dn, dn), "k": (dn, dn), "v": (dn, dn), "out": (dn, dn),
                   "fc1": (d // fn, m.ffn_dim // fn), "fc2": (m.ffn_dim // fn, d // fn)}
     for layer in range(m.n_layers):
@@ -98,8 +124,7 @@ def tensor_specs(cfg: Config) -> dict[str, tuple[tuple[int, ...], str]]:
                       p + ln + ".m": (one, "int32"), p + ln + ".s": (one, "int32"),
                       p + ln + ".eps": (one, "int64")}
         for lin, (k, n) in lin_shapes.items():
-            specs |= {p + lin + ".weight": ((k, n), "int8"), p + lin + ".bias": ((n,), "int32"),
-                      p + lin + ".m": ((n,), "int32"), p + lin + ".s": ((n,), "int32")}
+            specs |= _linear_spec(p + lin + ".", k, n)
         specs |= {p + "score.m": (one, "int32"), p + "score.s": (one, "int32"),
                   p + "score.exp_lut": ((intops.EXP_LUT_SIZE,), "int32"),
                   p + "ctx.m": (one, "int32"), p + "ctx.s": (one, "int32")}
@@ -116,10 +141,20 @@ def tensor_specs(cfg: Config) -> dict[str, tuple[tuple[int, ...], str]]:
     return specs
 
 
-def is_int16(name: str) -> bool:
-    """Whether the activation scale ``name`` (``"input"`` or ``"L{l}.{point}"``) belongs to an
-    int16 tensor (the residual stream) rather than an int8 one."""
+def is_int16(name: str, cfg: Config | None = None) -> bool:
+    """Whether the activation scale ``name`` (``"input"``, ``"features"``, ``"logits"`` or
+    ``"L{l}.{point}"``) belongs to an int16 tensor (the residual stream) rather than an int8
+    one. With a classifier (``cfg.model.vocab``) the last layer's ``ln_out`` is int8: it is
+    the classifier's GEMM operand."""
+    if cfg is not None and name == last_ln_out(cfg):
+        return False
     return name == "input" or name.rsplit(".", 1)[-1] in I16_POINTS
+
+
+def last_ln_out(cfg: Config) -> str | None:
+    """The scale name of the last layer's output when it is int8 (a classifier follows)."""
+    m = cfg.model
+    return f"L{m.n_layers - 1}.ln_out" if m.vocab else None
 
 
 def _rhu(x: np.ndarray) -> np.ndarray:
@@ -178,18 +213,28 @@ def observe_ranges(model, utterances: list[np.ndarray]) -> dict[str, float]:
 
     cfg = model.cfg
     i8_points = [p for p in ACT_POINTS if p not in I16_POINTS and p != "prob"]
+    last = f"L{cfg.n_layers - 1}.ln_out"
     values: dict[str, list] = {"input": []}
+    if cfg.n_features:
+        values["features"] = []
+    if cfg.vocab:
+        values |= {"logits": [], last: []}
     values |= {f"L{layer}.{point}": [] for layer in range(cfg.n_layers) for point in i8_points}
     trace_keys = {"q": "q", "k": "k", "v": "v", "ctx": "context", "attn_out": "attn_out",
                   "ln_ffn": "ln_ffn", "ffn_hidden": "ffn_hidden", "ffn_out": "ffn_out"}
     with torch.no_grad(), torch_single_thread():
         for utt in utterances:
             frames = torch.as_tensor(utt, dtype=model.dtype)
-            values["input"].append(frames)
+            if cfg.n_features:
+                values["features"].append(frames)
+            values["input"].append(model.project(frames))
             state = None
             for chunk in model.chunks(frames):
-                incoming = chunk[:cfg.segment_length].mean(dim=0, keepdim=True)
-                _, state, traces = model.infer_trace(chunk, state)
+                incoming = model.project(chunk)[:cfg.segment_length].mean(dim=0, keepdim=True)
+                out, state, traces = model.infer_trace(chunk, state)
+                if cfg.vocab:
+                    values["logits"].append(out)
+                    values[last].append(traces[-1]["ln_out"])
                 for layer, tr in enumerate(traces):
                     p = f"L{layer}."
                     values[p + "attn_in"].append(torch.cat([tr["ln_in"], tr["summary"],
@@ -221,7 +266,8 @@ def derive_scales(model, observed: dict[str, float]) -> dict[str, float]:
     """
     scales = dict(observed)
     scales["input"] *= INPUT_HEADROOM
-    for layer in range(model.cfg.n_layers):
+    n_layers = model.cfg.n_layers
+    for layer in range(n_layers):
         p = f"L{layer}."
         for point in I8_HEADROOM_POINTS:
             scales[p + point] *= I8_HEADROOM
@@ -230,7 +276,12 @@ def derive_scales(model, observed: dict[str, float]) -> dict[str, float]:
         scales[p + "x_in"] = scales["input" if layer == 0 else f"L{layer - 1}.ln_out"]
         scales[p + "resid1"] = residual_scale(scales[p + "attn_out"], scales[p + "x_in"])
         scales[p + "resid2"] = residual_scale(scales[p + "ffn_out"], scales[p + "resid1"])
-        scales[p + "ln_out"] = ln_out_bound(model.layers[layer].ln_out) / intops.I16_MAX
+        if layer == n_layers - 1 and model.cfg.vocab:
+            scales[p + "ln_out"] *= I8_HEADROOM      # int8: the classifier's operand
+        else:
+            scales[p + "ln_out"] = ln_out_bound(model.layers[layer].ln_out) / intops.I16_MAX
+    if model.cfg.vocab:
+        scales["logits"] *= I8_HEADROOM
     return {k: scales[k] for k in sorted(scales)}
 
 
@@ -298,6 +349,12 @@ def quantize_params(model, scales: dict[str, float]) -> tuple[dict, dict]:
     cfg = model.cfg
     tensors: dict[str, np.ndarray] = {"rsqrt_lut": intops.RSQRT_LUT.copy()}
     wscales: dict[str, np.ndarray] = {}
+    if cfg.n_features:
+        _linear_params(HEAD + ".", model.input_proj, scales["features"], scales["input"],
+                       tensors, wscales)
+    if cfg.vocab:
+        _linear_params(TAIL + ".", model.classifier, scales[f"L{cfg.n_layers - 1}.ln_out"],
+                       scales["logits"], tensors, wscales)
     for layer, mod in enumerate(model.layers):
         p = f"L{layer}."
 

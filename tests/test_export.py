@@ -476,3 +476,24 @@ def test_cli_golden_rejects_mismatched_config(exported, capsys):
                str(exported), "--segments", "1"])
     assert rc == 2
     assert "model.fold_factor" in capsys.readouterr().err
+
+
+def test_speech_model_roundtrip(tmp_path):
+    """The input projection and classifier tensors, their per-channel scales and the int8
+    formats of the features, the logits and the last layer's output survive an export."""
+    cfg = load_config("configs/speech_tiny.toml")
+    sqm = quantize_model(cfg, seed=3, n_utterances=2, n_segments=3)
+    d = export(sqm, tmp_path / "w")
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["formats"]["features"] == "int8" and man["formats"]["logits"] == "int8"
+    assert man["formats"]["L1.ln_out"] == "int8" and man["formats"]["L0.ln_out"] == "int16"
+    back = load_export(d)
+    assert set(back.tensors) == set(tensor_specs(cfg)) >= {"input_proj.weight", "classifier.m"}
+    for name, a in sqm.tensors.items():
+        assert np.array_equal(back.tensors[name], a), name
+    assert np.array_equal(back.weight_scales["classifier.weight"],
+                          sqm.weight_scales["classifier.weight"])
+    frames = np.random.default_rng(0).normal(size=(9, 80))
+    g1, g2 = GoldenEncoder(sqm), GoldenEncoder(back)
+    assert np.array_equal(g1.stream(g1.quantize_input(frames)),
+                          g2.stream(g2.quantize_input(frames)))

@@ -167,7 +167,9 @@ def test_sqnr_robust_over_export_and_input_seeds(name):
 
 
 VARIANTS = [{}, {"fold_factor": 1}, {"fold_scope": "attn+ffn", "memory_squash": "tanh"},
-            {"head_mode": "keep", "left_context": 0}, {"right_context": 0, "max_memory": 1}]
+            {"head_mode": "keep", "left_context": 0}, {"right_context": 0, "max_memory": 1},
+            {"n_features": 80, "vocab": 11}, {"n_features": 24, "fold_factor": 4},
+            {"vocab": 5, "fold_factor": 1}]
 
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(kw) or "tiny")
@@ -248,3 +250,24 @@ def test_bad_chunk_shape_is_rejected(tiny_qm):
     gold = GoldenEncoder(tiny_qm)
     with pytest.raises(ValueError, match="chunk must have shape"):
         gold.infer(np.zeros((3, 64), np.int16))
+
+
+def test_speech_head_and_tail_follow_the_float_model():
+    """With an input projection and a classifier the golden logits are ``integer * s_logits``
+    of values close to the float model's logits, and the host sends int8 features."""
+    cfg = TINY.replace(n_features=80, vocab=11)
+    qm = quantize_model(cfg, seed=4)
+    assert qm["input_proj.weight"].shape == (80, 64) and qm["classifier.weight"].shape == (64, 11)
+    frames = calibration_utterance(cfg, 6, 9)
+    gold = GoldenEncoder(qm)
+    xq = gold.quantize_input(frames)
+    assert xq.shape == (6 * 4 + 1, 80) and xq.min() >= -128 and xq.max() <= 127
+    logits = gold.stream(xq)
+    assert logits.shape == (24, 11) and np.abs(logits).max() <= 127
+    with torch.no_grad():
+        want = build_model(cfg, seed=4)(torch.as_tensor(frames)).double().numpy()
+    assert sqnr_db(want, logits * qm.output_scale) > 20.0
+    # the last layer's LayerNorm output is int8 (the classifier's operand), the others int16
+    _, _, traces = gold.infer(xq[:5], trace=True)
+    assert np.abs(traces[-1]["ln_out"]).max() <= 127
+    assert qm.output_scale == qm.scales["logits"]

@@ -293,6 +293,12 @@ def _row_parts(sym: Sym) -> list[Buf]:
     return parts
 
 
+def input_layout(mc) -> Layout:
+    """Row layout of the host's input rows: the residual stream's (folded) layout, or one
+    plain row per feature vector with an input projection."""
+    return Layout(1, mc.n_features) if mc.n_features else Layout(mc.fold_factor, mc.folded_dim)
+
+
 class InstrOps:
     """The golden ops backend that emits instructions (see the module docstring)."""
 
@@ -352,11 +358,14 @@ class InstrOps:
         return Cat(list(parts))
 
     def _load_input(self, parts: list[Sym]) -> Buf:
-        """The host's int16 rows, in the order of ``parts``, into VMEM rows."""
+        """The host's rows (int16 d_model rows, or int8 features), in the order of
+        ``parts``, into VMEM rows."""
         if not all(isinstance(q, Input) for q in parts):
             raise LayerCompileError("concatenating input rows with on-chip tensors")
         rows = sum(q.shape[0] for q in parts)
-        buf = self.new_buf(rows, self.res, "i16", self.fixed, "input rows")
+        features = self.mc.n_features > 0
+        buf = self.new_buf(rows, input_layout(self.mc), "i8" if features else "i16",
+                           self.fixed, "input rows")
         pos = 0
         for q in parts:
             n = q.shape[0]
@@ -542,6 +551,11 @@ class InstrOps:
     def gemm_i32(a: Sym, b: Sym, bias: Sym | None = None) -> PendingGemm:
         return PendingGemm(a, b, bias)
 
+    def requantize_i16(self, acc: Sym, m: Any, s: Any, relu: bool = False) -> Buf:
+        if isinstance(acc, PendingGemm):
+            return self._gemm(acc, m, s, relu, out16=True)
+        raise LayerCompileError(f"requantize_i16 of {type(acc).__name__}")
+
     def requantize(self, acc: Sym, m: Any, s: Any, relu: bool = False) -> Any:
         if isinstance(acc, PendingGemm):
             return self._gemm(acc, m, s, relu)
@@ -560,7 +574,7 @@ class InstrOps:
             return self.res
         return Layout(1, n)
 
-    def _gemm(self, g: PendingGemm, m: Any, s: Any, relu: bool) -> Buf:
+    def _gemm(self, g: PendingGemm, m: Any, s: Any, relu: bool, out16: bool = False) -> Buf:
         C, R = self.p.cols, self.p.rows
         M, K = g.a.shape
         N = g.b.shape[1]
@@ -568,7 +582,7 @@ class InstrOps:
         tiles = host.tile_columns(lay, C)
         self.em.gemms.append((M, K, N))
         act = self._stage_a(g.a, M, K)
-        out = self.new_buf(M, lay, "i8")
+        out = self.new_buf(M, lay, "i16" if out16 else "i8")
         per_tensor = self._value(m).size == 1 and self._value(s).size == 1
         plan = Layout(1, 1) if per_tensor else lay       # one word serves every tile
         param_key = ("requant", self._key_of(m), self._key_of(s), plan)
@@ -592,7 +606,8 @@ class InstrOps:
                 self.em.emit(isa.Instr("REQUANT", {
                     "src": acc, "dst": out.addr + i * R * out.rstride + j,
                     "param": params + step * j, "rows": rows, "relu": int(relu),
-                    "out": REQUANT_OUT["VMEM8"], "dstride": out.rstride}))
+                    "out": REQUANT_OUT["VMEM16" if out16 else "VMEM8"],
+                    "dstride": out.rstride}))
         return out
 
     @staticmethod

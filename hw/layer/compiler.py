@@ -34,7 +34,7 @@ import numpy as np
 from hw import isa
 from hw.hostio import words_to_beats
 from hw.layer import host
-from hw.layer.backend import ConstStore, Emitter, Heap, InstrOps, Region, Ring
+from hw.layer.backend import ConstStore, Emitter, Heap, InstrOps, Region, Ring, input_layout
 from hw.layer.symbols import Buf, Input, LayerCompileError, Layout
 from hw.program import Program
 from hw.uarch import ACC, ACT, MAX_BANK_WORDS, PMEM, VMEM, WGT, as_params
@@ -202,7 +202,7 @@ class StreamCompiler:
         self.windows = windows
         self.layer_state_words = windows[0][4]
         self.state_words = fixed.top - fixed.base
-        self.input_words = (mc.segment_length + mc.right_context) * res.words(C)
+        self.input_words = (mc.segment_length + mc.right_context) * input_layout(mc).words(C)
         free = p.vmem_depth - fixed.top - self.input_words
         if free < 2 and not measure:
             raise LayerCompileError(
@@ -290,7 +290,7 @@ class StreamCompiler:
         if self.spill:
             ops.layer_hook = lambda layer: self._spill(em, layer, segment)
         gold = GoldenEncoder(self.qm, ops)
-        chunk = Input(mc.segment_length + mc.right_context, mc.d_model)
+        chunk = Input(mc.segment_length + mc.right_context, mc.input_dim)
         out, _, _ = gold.infer(chunk, self.state(segment))
         if not out.contiguous:
             raise LayerCompileError("output rows are not contiguous")
@@ -344,11 +344,12 @@ class StreamCompiler:
     # ------------------------------------------------------------------ host data
     def din(self, step: StepProgram, chunk: np.ndarray | None = None,
             spilled: dict[int, np.ndarray] | None = None) -> np.ndarray:
-        """The data-in stream of ``step``: the segment's rows (``chunk``, int16 ``(L+R, D)``),
-        the constants and the spilled state (``spilled``: layer -> the words the previous
-        segment stored, zeros if not given), in the order of its LOADs."""
+        """The data-in stream of ``step``: the segment's rows (``chunk``, ``(L+R, input_dim)``:
+        int16 rows, or int8 features), the constants and the spilled state (``spilled``: layer
+        -> the words the previous segment stored, zeros if not given), in the order of its
+        LOADs."""
         p, C = self.p, self.p.cols
-        res = Layout(self.mc.fold_factor, self.mc.folded_dim)
+        res = input_layout(self.mc)
         pieces = []
         for source, bank, count in step.sources:
             if source[0] == "input":
@@ -384,7 +385,8 @@ class StreamCompiler:
         return out
 
     def output_rows(self, step: StepProgram, dout: np.ndarray) -> np.ndarray:
-        """The last layer's int16 output rows ``(L, D)`` of a step's data-out stream."""
+        """A step's output rows of its data-out stream: the last layer's int16 rows ``(L, D)``,
+        or the int8 logits ``(L, vocab)``."""
         words = step.program.unpack(dout)["out"]
         lanes = np.ascontiguousarray(words).view("<i2").astype(np.int64)
         return host.lanes_to_rows(lanes, step.out.layout, self.p.cols)
