@@ -66,6 +66,7 @@ class StreamReport:
     resident: dict[str, bool] = field(default_factory=dict)
     sram_bytes: dict[str, int] = field(default_factory=dict)
     waves: str | None = None                 # the waveform file of an RTL run, if any
+    outputs: list[np.ndarray] = field(default_factory=list)   # the executor's, per segment
 
     @property
     def cycles(self) -> int:
@@ -95,14 +96,20 @@ def _compare(report: StreamReport, want: np.ndarray, got: np.ndarray, segment: i
                                 seed)
 
 
-def golden_stream(qm: QuantModel, layers: int, segments: int, seed: int
+def golden_stream(qm: QuantModel, layers: int, segments: int, seed: int,
+                  frames: np.ndarray | None = None
                   ) -> tuple[list[np.ndarray], list[np.ndarray], GoldenState]:
     """The input chunks, the golden outputs per segment and the final state, over the first
-    ``layers`` layers, for the seeded utterance of ``segments`` segments."""
+    ``layers`` layers, for the seeded utterance of ``segments`` segments, or for the float
+    input rows ``frames`` (``(segments*L + R, input_dim)``, e.g. an utterance's features)."""
     from model.calibration import calibration_utterance
 
     gold = GoldenEncoder(qm)
-    frames = calibration_utterance(qm.config, segments, seed)
+    if frames is None:
+        frames = calibration_utterance(qm.config, segments, seed)
+    elif len(gold.chunks(np.asarray(frames))) != segments:
+        raise ValueError(f"the input rows make {len(gold.chunks(np.asarray(frames)))} "
+                         f"segments, not {segments}")
     chunks = gold.chunks(gold.quantize_input(frames))
     init = gold.init_state()
     state = GoldenState(init.layers[:layers], 0)
@@ -125,8 +132,9 @@ def compare_stream(report: StreamReport, sc: StreamCompiler, steps: list[StepPro
     rings with the golden model's; mismatches go into ``report``."""
     layers = sc.layers
     for s, (step, dout) in enumerate(zip(steps, douts, strict=True)):
-        _compare(report, want_outs[s], sc.output_rows(step, dout), s, layers - 1, "output",
-                 seed)
+        got = sc.output_rows(step, dout)
+        report.outputs.append(got)
+        _compare(report, want_outs[s], got, s, layers - 1, "output", seed)
     for i, st in enumerate(want_state.layers):
         for tag, buf, count in (("memory", st.memory, st.mem_count),
                                 ("key", st.lc_key, st.lc_count),
@@ -147,16 +155,18 @@ def describe_compiler(report: StreamReport, sc: StreamCompiler, programs) -> Non
 
 
 def isa_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = None, *,
-               seed: int = 0, compiler_qm: QuantModel | None = None) -> StreamReport:
+               seed: int = 0, compiler_qm: QuantModel | None = None,
+               frames: np.ndarray | None = None) -> StreamReport:
     """Run ``segments`` segments of ``layers`` layers on the ISA simulator and check every
     output element and the final rings against the golden model. Cycles are the timing
     model's (what the RTL's counters equal). ``compiler_qm`` as in
-    :func:`sim.rtl.layer_run.run_stream`."""
+    :func:`sim.rtl.layer_run.run_stream`; ``frames``: the input rows (as
+    :func:`golden_stream`)."""
     from sim.isa_sim import simulate
 
     t0 = time.monotonic()
     sc = StreamCompiler(cfg, compiler_qm or qm, layers)
-    chunks, want_outs, want_state = golden_stream(qm, sc.layers, segments, seed)
+    chunks, want_outs, want_state = golden_stream(qm, sc.layers, segments, seed, frames)
     pre = sc.preload()
     machine = simulate(pre.program.instrs, sc.p, sc.din(pre)).machine
     steps, douts, models, spilled = [], [], [], None

@@ -30,6 +30,8 @@ COMMAND_MODULES = [
     "sim.cli.bench",
     "sim.cli.quant",
     "sim.cli.estimate",
+    "sim.cli.speech",
+    "sim.cli.asr",
 ]
 
 #: Exit codes.

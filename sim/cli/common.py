@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from model.config import Config, ConfigError, load_config
+from model.config import CONFIG_DIR, Config, ConfigError, load_config
 from sim.tables import format_table  # noqa: F401  (re-exported for the command modules)
 
 
@@ -46,11 +46,14 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def add_config_args(p: argparse.ArgumentParser, required: bool = False,
-                    fold: bool = True) -> None:
-    """``--config PATH`` and, for commands that use the model, ``--fold N`` (overrides
+                    fold: bool = True, default: str | None = None) -> None:
+    """``--config PATH`` (``default``: a file in ``configs/``, else the embedded default
+    ``configs/demo.toml``) and, for commands that use the model, ``--fold N`` (overrides
     ``model.fold_factor``)."""
     p.add_argument("--config", required=required, metavar="PATH",
-                   help="TOML config (model + hardware); default: configs/demo.toml")
+                   default=None if default is None else str(CONFIG_DIR / default),
+                   help="TOML config (model + hardware); default: configs/"
+                   f"{default or 'demo.toml'}")
     if fold:
         p.add_argument("--fold", type=int, metavar="N",
                        help="override model.fold_factor (default: the config's)")

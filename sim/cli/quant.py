@@ -41,7 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "byte-identical files; the write is atomic.")
     add_config_args(ex)
     ex.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    add_seed_arg(ex, 0, "the float weights and the calibration data")
+    ex.add_argument("--checkpoint", metavar="PATH",
+                    help="quantize this trained checkpoint (`foldaccel train`) instead of a "
+                    "random model, calibrated on training audio; its config is the "
+                    "checkpoint's (default: a random model from --seed)")
+    ex.add_argument("--calib-utterances", type=int, default=32, metavar="N",
+                    help="with --checkpoint: training utterances to calibrate on")
+    add_seed_arg(ex, 0, "the float weights and the calibration data (with --checkpoint: "
+                 "the dataset seed of the calibration audio)")
     add_json_arg(ex)
     ex.set_defaults(func=cmd_export)
 
@@ -75,6 +82,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from model.quantize import QUANTIZE_STAGES
     from sim.progress import Progress
 
+    if args.checkpoint is not None:
+        return _export_checkpoint(args)
     cfg = config_from_args(args)
     check_export_target(args.out)  # before the slow quantization
 
@@ -82,15 +91,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Progress(len(QUANTIZE_STAGES) + 1, "export") as bar:
         path, qm = export_model(cfg, args.out, seed=args.seed, stage=bar.step)
         bar.update(1, "written")
+    _report_export(args, path, qm, {"seed": args.seed})
+    return 0
+
+
+def _export_checkpoint(args: argparse.Namespace) -> int:
+    """``export --checkpoint``: quantize a trained model (its own config) and export it."""
+    from model.export import check_export_target, export
+    from model.speech.export import quantize_checkpoint
+    from model.speech.train import load_checkpoint
+    from sim.progress import Progress
+
+    if args.calib_utterances < 1:
+        raise UserError(f"--calib-utterances must be >= 1, got {args.calib_utterances}")
+    ck = load_checkpoint(args.checkpoint)
+    if args.config is not None or args.fold is not None:
+        cfg = config_from_args(args)
+        if cfg.digest() != ck.config.digest():
+            raise UserError(f"--config/--fold describe another model than the checkpoint "
+                            f"{args.checkpoint} (its fold is {ck.config.model.fold_factor}); "
+                            "fix: leave them out, the checkpoint carries its config")
+    check_export_target(args.out)
+    with Progress(4, "export") as bar:
+        qm = quantize_checkpoint(ck, args.calib_utterances, args.seed, stage=bar.step)
+        path = export(qm, args.out)
+        bar.update(1, "written")
+    _report_export(args, path, qm, {"checkpoint": str(args.checkpoint),
+                                    "calib_utterances": args.calib_utterances})
+    return 0
+
+
+def _report_export(args: argparse.Namespace, path, qm, extra: dict[str, Any]) -> None:
     nbytes = sum(int(a.nbytes) for a in qm.tensors.values())
     log.info("wrote %s", path)
-    result = {"out": str(path), "seed": args.seed, "config_digest": cfg.digest(),
+    result = {"out": str(path), **extra, "config_digest": qm.config.digest(),
               "tensors": len(qm.tensors), "tensor_bytes": nbytes}
     if args.json:
         emit(result)
     else:
         print(format_table(["field", "value"], [[k, v] for k, v in result.items()]))
-    return 0
 
 
 def _db(v: float) -> float | None:
@@ -129,6 +168,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
     else:
         cfg = config_from_args(args)
     qm = load_export(args.weights, cfg)
+    if qm.calibration.get("source") == "checkpoint":
+        raise UserError(f"{args.weights} is an export of a trained checkpoint; its float model "
+                        "is not a seeded random model, so compare them on speech instead: "
+                        f"`foldaccel evaluate --weights {args.weights} --data DIR`")
     if seeds is not None:
         return _golden_sweep(args, qm, seeds, cfg.digest())
     log.info("running %d segments (input seed %d) ...", args.segments, args.seed)

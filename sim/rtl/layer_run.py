@@ -26,17 +26,19 @@ from sim.stream import StreamReport, compare_stream, describe_compiler, golden_s
 def run_stream(cfg: Config, qm: QuantModel, segments: int, layers: int | None = None, *,
                seed: int = 0, waves: bool = False, isa_sim: bool = False,
                compiler_qm: QuantModel | None = None, keep_runs: bool = False,
-               waves_path=None) -> StreamReport:
+               waves_path=None, frames: np.ndarray | None = None) -> StreamReport:
     """Run ``segments`` segments of ``layers`` layers on the RTL and check them (module doc).
     ``compiler_qm``: the model the programs are compiled from (default ``qm``; a corrupted
     copy shows that the checks catch a wrong weight); ``keep_runs``/``waves_path``: as in
-    :func:`sim.rtl.jobs.run_jobs`."""
+    :func:`sim.rtl.jobs.run_jobs`; ``frames``: the float input rows of the utterance
+    (default: the seeded calibration utterance; :func:`sim.stream.golden_stream`). The RTL's
+    outputs per segment are in the report's ``outputs``."""
     from sim.rtl.jobs import Job, run_jobs
 
     t0 = time.monotonic()
     sc = StreamCompiler(cfg, compiler_qm or qm, layers)
     layers = sc.layers
-    chunks, want_outs, want_state = golden_stream(qm, layers, segments, seed)
+    chunks, want_outs, want_state = golden_stream(qm, layers, segments, seed, frames)
     progs: list[tuple[StepProgram, np.ndarray]] = [(sc.preload(), None)]
     progs += [(sc.step(s), chunks[s]) for s in range(segments)]
     progs.append((sc.readback(), None))
