@@ -46,6 +46,16 @@ def test_demo_writes_its_files(demo):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_demo_recognizes_speech_on_the_rtl(demo):
+    rep, out = demo
+    sp = rep["speech"]
+    assert sp["said"] == "7" and sp["fold"] == 2
+    assert sp["transcript_rtl"] == sp["transcript_golden"] and sp["identical"] is True
+    assert sp["mismatches"] == 0 and sp["compared"] > 0 and sp["estimator_matches_rtl"]
+    assert sp["ok"] is True
+    assert "## Speech on the RTL" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("fold", [1, 2])
 def test_demo_agrees_with_rtl_layer_and_estimate_layer(demo, fold):
     rep, _ = demo

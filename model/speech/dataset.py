@@ -75,7 +75,7 @@ SNR_CHOICES: tuple[float | None, ...] = (None, 30.0, 20.0, 10.0)
 NOISE_KINDS = ("white", "pink")
 SILENCE_MS = (0, 300)
 PEAK_RANGE = (0.3, 0.9)
-DEFAULT_UTTERANCES = 4000
+DEFAULT_UTTERANCES = 8000
 
 
 class DatasetError(ValueError):
@@ -268,15 +268,22 @@ def _install(tmp: Path, out: Path) -> None:
 
 
 def make_dataset(out_dir: Path | str, utterances: int = DEFAULT_UTTERANCES, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
+                 progress: Callable[[int, int], None] | None = None,
+                 splits: tuple[str, ...] = SPLITS) -> Path:
     """Write the dataset (module doc) of ``utterances`` utterances from ``seed`` into
     ``out_dir`` (new, empty or an earlier dataset's) -> its path. ``progress(done, total)`` is
     called after each utterance. Built in a temporary directory beside ``out_dir`` and renamed
-    at the end, so a failure leaves nothing half-written."""
+    at the end, so a failure leaves nothing half-written. ``splits``: write only these (the
+    others are empty); a split's utterances are the same as in the full dataset."""
     out = Path(os.path.abspath(out_dir))
     if seed < 0:
         raise DatasetError(f"seed {seed} is negative; fix: use a seed >= 0")
-    counts = split_counts(utterances)
+    bad = [sp for sp in splits if sp not in SPLITS]
+    if bad or not splits:
+        raise DatasetError(f"unknown split {bad[0] if bad else ''!r}; fix: use some of "
+                           f"{', '.join(SPLITS)}")
+    counts = {sp: n if sp in splits else 0 for sp, n in split_counts(utterances).items()}
+    utterances = sum(counts.values())
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     voices = split_voices()

@@ -4,8 +4,9 @@ The model is :class:`model.encoder.FoldingEmformer` of a speech config (``n_feat
 inputs, a ``vocab``-way classifier), trained in its whole-utterance masked form
 (:meth:`FoldingEmformer.forward`, which computes exactly what the streaming
 :meth:`~FoldingEmformer.infer` computes segment by segment), so the trained weights stream
-unchanged. Per step: ``batch`` training utterances (a seeded permutation per epoch), each padded
-to whole segments by repeating its last feature frame, the sum of their CTC losses
+unchanged. Per step: ``batch`` training utterances (a seeded permutation per epoch; every
+utterance at the speeds of :data:`SPEEDS`), each padded to whole segments by repeating its
+last feature frame and SpecAugmented (:func:`spec_augment`), the sum of their CTC losses
 (``torch.nn.functional.ctc_loss``, blank 0, over the ``S*L`` output frames) divided by the
 batch's target tokens; Adam with a linear warm-up and a cosine decay to 10 %, gradient norm
 clipped at 5. Every ``eval_every`` steps the greedy WER on the validation voices is recorded.
@@ -57,6 +58,11 @@ class TrainOptions:
     eval_utterances: int = 200
     seed: int = 0
     threads: int = 1
+    # SpecAugment (Park et al. 2019) on the log-mel rows: masks per utterance and their widths
+    freq_masks: int = 2
+    freq_width: int = 8          # mel bins (the same bins in every stacked frame)
+    time_masks: int = 2
+    time_width: int = 3          # encoder frames
 
 
 @dataclass
@@ -103,6 +109,49 @@ def utterance_features(audio: np.ndarray, cfg: Config,
                        frontend: FrontendConfig | None = None) -> np.ndarray:
     """int16 audio -> the encoder's padded float32 input rows (front end, then padding)."""
     return pad_to_segments(features(audio, frontend or FrontendConfig()), cfg)
+
+
+#: Speed perturbation factors of the training audio (Ko et al. 2015): each training utterance
+#: is used at these speeds (resampled; pitch, formants and tempo scale together).
+SPEEDS = (0.9, 1.0, 1.1)
+
+
+def perturb_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """``audio`` played ``factor`` times faster (linear-interpolation resampling; int16)."""
+    if factor == 1.0:
+        return audio
+    x = audio.astype(np.float64)
+    t = np.arange(0, len(x) - 1, factor)
+    return np.clip(np.rint(np.interp(t, np.arange(len(x)), x)), -32768, 32767).astype(np.int16)
+
+
+def training_items(utterances, cfg: Config, frontend: FrontendConfig | None = None,
+                   speeds: tuple[float, ...] = SPEEDS) -> list[tuple[np.ndarray, str]]:
+    """``(padded features, transcript)`` of every utterance at every speed of ``speeds``."""
+    return [(utterance_features(perturb_speed(u.audio, f), cfg, frontend), u.text)
+            for u in utterances for f in speeds]
+
+
+def spec_augment(x, opts: TrainOptions, gen, n_mels: int):
+    """SpecAugment of one utterance's rows ``(T, stack*n_mels)`` (torch): ``freq_masks``
+    bands of up to ``freq_width`` mel bins and ``time_masks`` runs of up to ``time_width``
+    frames set to the utterance's mean (seeded by the torch generator ``gen``)."""
+    import torch
+
+    x = x.clone()
+    fill = x.mean()
+    t, width = x.shape
+    stack = width // n_mels
+    view = x.view(t, stack, n_mels)
+    for _ in range(opts.freq_masks):
+        w = int(torch.randint(0, opts.freq_width + 1, (1,), generator=gen))
+        f0 = int(torch.randint(0, max(1, n_mels - w), (1,), generator=gen))
+        view[:, :, f0:f0 + w] = fill
+    for _ in range(opts.time_masks):
+        w = int(torch.randint(0, opts.time_width + 1, (1,), generator=gen))
+        t0 = int(torch.randint(0, max(1, t - w), (1,), generator=gen))
+        view[t0:t0 + w] = fill
+    return x
 
 
 def _lr(step: int, opts: TrainOptions) -> float:
@@ -152,6 +201,7 @@ def train(cfg: Config, train_items: list[tuple[np.ndarray, str]],
         model = build_model(cfg, seed=opts.seed).train()
         optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
         rng = np.random.default_rng(opts.seed)
+        gen = torch.Generator().manual_seed(opts.seed)
         order: list[int] = []
         xs = [torch.as_tensor(x) for x, _ in train_items]
         ys = [torch.tensor(ctc.encode(t), dtype=torch.long) for _, t in train_items]
@@ -166,7 +216,7 @@ def train(cfg: Config, train_items: list[tuple[np.ndarray, str]],
                 if not order:
                     order = list(rng.permutation(len(xs)))
                 i = order.pop()
-                logp = model(xs[i]).log_softmax(-1)
+                logp = model(spec_augment(xs[i], opts, gen, frontend.n_mels)).log_softmax(-1)
                 loss = loss + torch.nn.functional.ctc_loss(
                     logp[:, None, :], ys[i][None], torch.tensor([logp.shape[0]]),
                     torch.tensor([len(ys[i])]), blank=ctc.BLANK, reduction="sum",

@@ -149,20 +149,21 @@ def _items(data: Path, split: str, cfg, frontend, limit: int | None = None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from model.speech.dataset import load_split
     from model.speech.frontend import FrontendConfig
-    from model.speech.train import TrainOptions, check_speech_config, train
+    from model.speech.train import TrainOptions, check_speech_config, train, training_items
     from sim.fileio import check_writable
     from sim.progress import Progress
 
     cfg = config_from_args(args)
     frontend = FrontendConfig()
     check_speech_config(cfg, frontend)
-    check_writable(args.out, "--out")
+    check_writable(Path(args.out), "--out", directory=True)
     data = _dataset(args.data)
     opts = TrainOptions(steps=args.steps, batch=args.batch, seed=args.seed,
                         threads=args.threads)
     log.info("loading %s ...", data)
-    tr = _items(data, "train", cfg, frontend)
+    tr = training_items(load_split(data, "train"), cfg, frontend)
     va = _items(data, "valid", cfg, frontend)
     with Progress(opts.steps, f"train fold {cfg.model.fold_factor}", unit="step",
                   enabled=not args.no_progress) as bar:

@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 from sim.cli.common import USER_ERRORS, UserError, add_json_arg, add_seed_arg, emit
-from sim.demo.run import QUICK_CONFIG, QUICK_SEGMENTS, SEGMENTS, DemoError
+from sim.demo.run import (
+    QUICK_CONFIG,
+    QUICK_SEGMENTS,
+    QUICK_SPEECH_SAY,
+    SEGMENTS,
+    SPEECH_SAY,
+    DemoError,
+)
 
 log = logging.getLogger("foldaccel.demo")
 USER_ERRORS.append(DemoError)
@@ -30,7 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "encoder on the RTL for fold factors 1 and 2, check every output element and the "
         "final streaming state against the golden model, estimate the same programs (cycles "
         "must equal the RTL's), and report parameters, cycles, SRAM, traffic, energy, power, "
-        "real-time factor and SQNR per fold factor. Writes report.md, report.json, plots and "
+        "real-time factor and SQNR per fold factor. Then it recognizes spoken digits "
+        f"(\"{SPEECH_SAY}\", with --quick \"{QUICK_SPEECH_SAY}\", synthesized with an unseen "
+        "voice) with the trained fold-2 speech model on the RTL and checks that the transcript "
+        "and every logit equal the golden model's. Writes report.md, report.json, plots and "
         "the weights into --out. The Verilator build is cached: a second run is faster.")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"output directory: new, empty or an earlier demo's (default "
@@ -70,7 +80,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     preflight()
     out = prepare_out(Path(args.out))
-    plan = DemoPlan(cfg, out, segments, seed=args.seed, keep_runs=args.keep_runs)
+    plan = DemoPlan(cfg, out, segments, seed=args.seed, keep_runs=args.keep_runs,
+                    say=QUICK_SPEECH_SAY if args.quick else SPEECH_SAY)
     log.info("demo on %s: %d segments, fold 1 and 2 -> %s", cfg.source, segments, out)
     rep = run_demo(plan, progress=not args.no_progress)
     files = write_report(rep, out)

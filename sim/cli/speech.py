@@ -47,6 +47,9 @@ def add_speech_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--utterances", type=_count, default=DEFAULT_UTTERANCES, metavar="N",
                       help=f"utterances in all splits (default {DEFAULT_UTTERANCES})")
     add_seed_arg(data, 0, "the transcripts, voices, rates, pitches, noise and silences")
+    data.add_argument("--splits", default=",".join(SPLITS), metavar="LIST",
+                      help="write only these splits (comma-separated); each keeps the "
+                      "utterances it has in the full dataset")
     data.add_argument("--no-progress", action="store_true",
                       help="no progress bar on stderr (default: shown on a terminal)")
     add_json_arg(data)
@@ -59,16 +62,18 @@ register = add_speech_parser
 
 def cmd_speech(args: argparse.Namespace) -> int:
     """Handler of ``foldaccel speech data``: write the dataset, print its summary."""
-    from model.speech.dataset import make_dataset, read_metadata
+    from model.speech.dataset import make_dataset, read_metadata, split_counts
     from sim.progress import Progress
 
     if args.speech_command != "data":  # pragma: no cover - argparse allows only 'data'
         raise DatasetError(f"unknown speech subcommand '{args.speech_command}'")
     log.info("speech data: %d utterances, seed %d -> %s", args.utterances, args.seed, args.out)
-    with Progress(args.utterances, "speech data", unit="utt",
-                  enabled=not args.no_progress) as bar:
+    splits = tuple(sp.strip() for sp in args.splits.split(",") if sp.strip())
+    total = sum(n for sp, n in split_counts(args.utterances).items() if sp in splits)
+    with Progress(total, "speech data", unit="utt", enabled=not args.no_progress) as bar:
         out = make_dataset(args.out, utterances=args.utterances, seed=args.seed,
-                           progress=lambda done, _total: bar.update(done - bar.done))
+                           progress=lambda done, _total: bar.update(done - bar.done),
+                           splits=splits)
     meta = read_metadata(out)
     used = _voices_used(out)
     summary = {

@@ -87,17 +87,33 @@ def text_report(rep: dict[str, Any]) -> str:
         parts += [f"fold {f}", format_table(["quantity", "value"], fold_rows(
             r, rep["segments"], rep["hardware"]["clock_mhz"])), ""]
     parts += ["comparison", format_table(*comparison_rows(rep)), ""]
+    parts += ["speech (trained fold-2 model)", format_table(["quantity", "value"],
+                                                            speech_rows(rep["speech"])), ""]
     parts.append(_verdict(rep))
     return "\n".join(parts)
 
 
+def speech_rows(sp: dict[str, Any]) -> list[list[str]]:
+    """The speech step: what was said, both transcripts, the RTL run's checks."""
+    return [["said (eSpeak NG, " + sp["voice"] + ")", sp["said"]],
+            ["transcript on the RTL", sp["transcript_rtl"]],
+            ["transcript of the golden model", sp["transcript_golden"]],
+            ["logits identical", "yes" if sp["identical"] else "NO"],
+            ["segments / RTL cycles", f"{len(sp['cycles_per_segment'])} / {sp['cycles']:,}"],
+            ["mismatches", f"{sp['mismatches']} of {sp['compared']:,}"],
+            ["estimator == RTL cycles", "yes" if sp["estimator_matches_rtl"] else "NO"]]
+
+
 def _verdict(rep: dict[str, Any]) -> str:
+    sp = rep["speech"]
     if rep["ok"]:
         n = sum(r["compared"] for r in rep["folds"].values())
         return (f"OK: RTL == golden model on all {n:,} elements compared, estimator == RTL "
-                f"cycles for fold {' and '.join(rep['folds'])}")
-    bad = [f for f, r in rep["folds"].items() if not r["ok"]]
-    return f"FAILED for fold {', '.join(bad)}: see the mismatches above"
+                f"cycles for fold {' and '.join(rep['folds'])}; \"{sp['said']}\" recognized "
+                f"on the RTL as \"{sp['transcript_rtl']}\" (= golden)")
+    bad = [f"fold {f}" for f, r in rep["folds"].items() if not r["ok"]]
+    bad += [] if sp["ok"] else ["the speech step"]
+    return f"FAILED for {', '.join(bad)}: see the mismatches above"
 
 
 def markdown_report(rep: dict[str, Any], files: dict[str, str]) -> str:
@@ -106,6 +122,8 @@ def markdown_report(rep: dict[str, Any], files: dict[str, str]) -> str:
              f"Verilog sha256 `{rep['rtl']['verilog_sha256'][:16]}…` "
              f"({rep['rtl']['verilog_lines']:,} lines); wall time {rep['wall_s']:.1f} s.", ""]
     parts += ["## Comparison", "", md_table(*comparison_rows(rep)), ""]
+    parts += ["## Speech on the RTL (trained fold-2 model)", "",
+              md_table(["quantity", "value"], speech_rows(rep["speech"])), ""]
     for f, r in rep["folds"].items():
         parts += [f"## Fold {f}", "", md_table(["quantity", "value"], fold_rows(
             r, rep["segments"], rep["hardware"]["clock_mhz"])), ""]

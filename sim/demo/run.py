@@ -28,6 +28,8 @@ FOLDS = (1, 2)
 SEGMENTS, QUICK_SEGMENTS = 4, 2
 #: Config of ``--quick`` (the test suite's small shape).
 QUICK_CONFIG = "tiny.toml"
+#: Digits the speech step synthesizes (with a test voice) and recognizes on the RTL.
+SPEECH_SAY, QUICK_SPEECH_SAY = "4 0 9 2", "7"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class DemoPlan:
     folds: tuple[int, ...] = FOLDS
     seed: int = 0
     keep_runs: bool = False
+    say: str = SPEECH_SAY
 
     def weights_dir(self, fold: int) -> Path:
         return self.out / "weights" / f"fold{fold}"
@@ -148,6 +151,25 @@ COMPARE = (
 )
 
 
+def run_speech(plan: DemoPlan) -> dict[str, Any]:
+    """Recognize ``plan.say`` (synthesized with a test voice) with the committed fold-2 speech
+    model on the golden model and on the RTL; the transcripts must be identical."""
+    from model.speech.dataset import DEFAULT_VOICE, say
+    from sim.asr import load_speech_model, recognize
+
+    sm = load_speech_model()
+    audio = say(plan.say, voice=DEFAULT_VOICE)
+    gold = recognize(sm, audio, "golden")
+    rtl = recognize(sm, audio, "rtl", keep_runs=plan.keep_runs)
+    same = bool(gold.transcript == rtl.transcript and (gold.logits == rtl.logits).all())
+    return {"said": plan.say, "voice": DEFAULT_VOICE, "weights": str(sm.weights),
+            "fold": sm.config.model.fold_factor,
+            "audio_seconds": round(len(audio) / sm.frontend.sample_rate, 3),
+            "transcript_golden": gold.transcript, "transcript_rtl": rtl.transcript,
+            "identical": same, **rtl.rtl,
+            "ok": same and rtl.rtl["mismatches"] == 0 and rtl.rtl["estimator_matches_rtl"]}
+
+
 def comparison(folds: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """``{key: {fold: value, ..., "fold N / fold 1": ratio}}`` over :data:`COMPARE`."""
     base = folds[min(folds, key=int)]
@@ -196,11 +218,13 @@ def run_demo(plan: DemoPlan, *, progress: bool = True) -> dict[str, Any]:
     t0 = time.monotonic()
     from model.quantize import QUANTIZE_STAGES
 
-    total = 1 + (4 + len(QUANTIZE_STAGES)) * len(plan.folds)
+    total = 2 + (4 + len(QUANTIZE_STAGES)) * len(plan.folds)
     with Progress(total, "demo", enabled=progress) as bar:
         with bar.step("generate the RTL and build it with Verilator"):
             rtl = build_rtl(plan)
         folds = {str(f): run_fold(plan, f, bar) for f in plan.folds}
+        with bar.step(f"speech: recognize \"{plan.say}\" on the RTL"):
+            speech = run_speech(plan)
     hw, m = plan.cfg.hardware, plan.cfg.model
     return {
         "config": plan.cfg.source,
@@ -216,10 +240,12 @@ def run_demo(plan: DemoPlan, *, progress: bool = True) -> dict[str, Any]:
         "rtl": rtl,
         "folds": folds,
         "comparison": comparison(folds),
-        "ok": all(r["ok"] for r in folds.values()),
+        "speech": speech,
+        "ok": all(r["ok"] for r in folds.values()) and speech["ok"],
         "wall_s": round(time.monotonic() - t0, 2),
     }
 
 
-__all__ = ["COMPARE", "FOLDS", "OUTPUTS", "QUICK_CONFIG", "QUICK_SEGMENTS", "SEGMENTS",
+__all__ = ["COMPARE", "FOLDS", "OUTPUTS", "QUICK_CONFIG", "QUICK_SEGMENTS", "QUICK_SPEECH_SAY",
+           "SEGMENTS", "SPEECH_SAY",
            "DemoError", "DemoPlan", "comparison", "preflight", "prepare_out", "run_demo"]
