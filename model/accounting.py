@@ -51,10 +51,19 @@ def layer_param_counts(cfg: ModelConfig | Config) -> dict[str, int]:
             "total": attention + ffn + layernorm}
 
 
-def model_param_count(cfg: ModelConfig | Config) -> int:
-    """Parameters of the whole encoder."""
+def head_tail_shapes(cfg: ModelConfig | Config) -> list[tuple[int, int]]:
+    """``(in, out)`` of the speech head and tail linears: the input projection
+    (``n_features > 0``) and the classifier (``vocab > 0``)."""
     c = model_config(cfg)
-    return c.n_layers * layer_param_counts(c)["total"]
+    return ([(c.n_features, c.d_model)] if c.n_features else []) + (
+        [(c.d_model, c.vocab)] if c.vocab else [])
+
+
+def model_param_count(cfg: ModelConfig | Config) -> int:
+    """Parameters of the whole model: the layers and the speech head and tail."""
+    c = model_config(cfg)
+    head_tail = sum(k * n + n for k, n in head_tail_shapes(c))
+    return c.n_layers * layer_param_counts(c)["total"] + head_tail
 
 
 def layer_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
@@ -72,9 +81,15 @@ def layer_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
 
 
 def model_weight_bytes(cfg: ModelConfig | Config) -> dict[str, int]:
-    """:func:`layer_weight_bytes` times ``n_layers``."""
+    """:func:`layer_weight_bytes` times ``n_layers``, plus the speech head and tail (int8
+    matrices, int32 biases)."""
     c = model_config(cfg)
-    return {k: c.n_layers * v for k, v in layer_weight_bytes(c).items()}
+    out = {k: c.n_layers * v for k, v in layer_weight_bytes(c).items()}
+    for k, n in head_tail_shapes(c):
+        out["matrices"] += k * n
+        out["biases"] += 4 * n
+        out["total"] += k * n + 4 * n
+    return out
 
 
 def step_state(cfg: ModelConfig | Config, n_memory: int | None = None,
@@ -122,9 +137,17 @@ def layer_step_counts(cfg: ModelConfig | Config, n_memory: int | None = None,
 
 
 def model_step_counts(cfg: ModelConfig | Config) -> dict[str, int]:
-    """:func:`layer_step_counts` (steady state) times ``n_layers``."""
+    """:func:`layer_step_counts` (steady state) times ``n_layers``, plus the speech head
+    (``input_proj``: ``R + L`` rows) and tail (``classifier``: ``L`` rows) when present."""
     c = model_config(cfg)
-    return {k: c.n_layers * v for k, v in layer_step_counts(c).items()}
+    out = {k: c.n_layers * v for k, v in layer_step_counts(c).items()}
+    rows = c.right_context + c.segment_length
+    if c.n_features:
+        out["input_proj"] = rows * c.n_features * c.d_model
+    if c.vocab:
+        out["classifier"] = c.segment_length * c.d_model * c.vocab
+    out["macs"] += out.get("input_proj", 0) + out.get("classifier", 0)
+    return out
 
 
 def _reduction(new: int, base: int) -> float:
