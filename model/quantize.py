@@ -424,6 +424,21 @@ def quantize_model(cfg: Config, seed: int = 0, n_utterances: int = CALIB_UTTERAN
         model = build_model(cfg, seed=seed)
     with step():
         data = calibration_set(cfg, n_utterances, n_segments, seed)
+    calib = {"n_utterances": n_utterances, "n_segments": n_segments, "data_seed": seed}
+    return quantize_float_model(cfg, model, data, seed, calib, step)
+
+
+OBSERVERS = ("activations torch.ao HistogramObserver, weights PerChannelMinMaxObserver; "
+             "symmetric [-127, 127]")
+
+
+def quantize_float_model(cfg: Config, model, data: list[np.ndarray], seed: int,
+                         calibration: dict[str, Any],
+                         step: Callable[[], AbstractContextManager] = contextlib.nullcontext
+                         ) -> QuantModel:
+    """Calibrate the float ``model`` (of ``cfg``) on the utterances ``data`` and quantize it;
+    ``calibration`` describes the data (recorded in the export). ``step()`` wraps the two
+    stages (calibrate, quantize) for progress displays."""
     with step():
         scales = calibrate(model, data)
     with step():
@@ -431,8 +446,6 @@ def quantize_model(cfg: Config, seed: int = 0, n_utterances: int = CALIB_UTTERAN
     specs = tensor_specs(cfg)
     if set(specs) != set(tensors):  # internal consistency: the spec is the export contract
         raise AssertionError(f"quantizer/spec mismatch: {sorted(set(specs) ^ set(tensors))}")
-    calib = {"n_utterances": n_utterances, "n_segments": n_segments, "data_seed": seed,
-             "observer": "activations torch.ao HistogramObserver, weights "
-                         "PerChannelMinMaxObserver; symmetric [-127, 127]"}
+    calib = {**calibration, "observer": OBSERVERS}
     return QuantModel(cfg, seed, {k: tensors[k] for k in sorted(tensors)}, scales, wscales,
                       calib)
