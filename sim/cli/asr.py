@@ -29,6 +29,7 @@ from sim.cli.common import (
     config_from_args,
     emit,
     format_table,
+    positive_int,
 )
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,6 @@ USER_ERRORS.extend([CheckpointError, SpeechModelError, DatasetError, SpeechSynth
 
 #: The dataset ``train`` makes when no ``--data`` is given (``speech data`` defaults).
 DEFAULT_DATA = Path("build") / "speech" / "data"
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be >= 1")
-    return n
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -74,11 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--data", metavar="DIR",
                     help=f"dataset directory (default: {DEFAULT_DATA}, generated with the "
                     "`speech data` defaults if missing)")
-    tr.add_argument("--steps", type=_positive, default=3000, metavar="K",
+    tr.add_argument("--steps", type=positive_int, default=3000, metavar="K",
                     help="optimizer steps")
-    tr.add_argument("--batch", type=_positive, default=16, metavar="B",
+    tr.add_argument("--batch", type=positive_int, default=16, metavar="B",
                     help="utterances per step")
-    tr.add_argument("--threads", type=_positive, default=1, metavar="T",
+    tr.add_argument("--threads", type=positive_int, default=1, metavar="T",
                     help="torch CPU threads (part of what makes a run reproducible)")
     add_seed_arg(tr, 0, "the initial weights and the batch order")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -115,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="which split to recognize")
     ev.add_argument("--engine", default="float,fakequant,golden", metavar="LIST",
                     help=f"comma-separated engines of {', '.join(ENGINES)}")
-    ev.add_argument("--limit", type=_positive, default=None, metavar="N",
+    ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
                     help="only the first N utterances (default: all)")
     _add_model_args(ev)
     ev.set_defaults(func=cmd_evaluate)
@@ -140,14 +131,6 @@ def _dataset(path: str | None, seed: int = 0) -> Path:
     return d
 
 
-def _items(data: Path, split: str, cfg, frontend, limit: int | None = None):
-    from model.speech.dataset import load_split
-    from model.speech.train import utterance_features
-
-    utts = load_split(data, split)[:limit]
-    return [(utterance_features(u.audio, cfg, frontend), u.text) for u in utts]
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from model.speech.dataset import load_split
     from model.speech.frontend import FrontendConfig
@@ -164,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         threads=args.threads)
     log.info("loading %s ...", data)
     tr = training_items(load_split(data, "train"), cfg, frontend)
-    va = _items(data, "valid", cfg, frontend)
+    va = training_items(load_split(data, "valid"), cfg, frontend, speeds=(1.0,))
     with Progress(opts.steps, f"train fold {cfg.model.fold_factor}", unit="step",
                   enabled=not args.no_progress) as bar:
         def tick(step: int, loss: float) -> None:

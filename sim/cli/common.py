@@ -71,6 +71,17 @@ def seed_value(text: str) -> int:
     return v
 
 
+def positive_int(text: str) -> int:
+    """An option's integer value >= 1 (argparse ``type=``)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
 def add_seed_arg(p: argparse.ArgumentParser, default: int, what: str) -> None:
     """``--seed S`` (>= 0) with ``what`` it seeds and its default in the help."""
     p.add_argument("--seed", type=seed_value, default=default, metavar="S",

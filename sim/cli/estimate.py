@@ -23,6 +23,7 @@ from sim.cli.common import (
     config_from_args,
     emit,
     format_table,
+    positive_int,
 )
 from sim.perf.counts import BANKS
 from sim.perf.energy import EnergyTableError, load_energy_table
@@ -32,22 +33,12 @@ log = logging.getLogger(__name__)
 USER_ERRORS.extend([EnergyTableError, SweepError])
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
-    return v
-
-
 def _layers(text: str) -> int | None:
     """``--layers``: a positive count or ``all`` (None)."""
     if text == "all":
         return None
     try:
-        return _positive(text)
+        return positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive layer count or "
                                          "'all'") from None
@@ -81,12 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = esub.add_parser("gemm", help="one (M x K) @ (K x N) GEMM program",
                         description="Compile one GEMM (same flags as 'foldaccel rtl gemm') "
                         "and estimate it; its cycles equal the RTL's counters.")
-    g.add_argument("--m", type=_positive, required=True, help="rows of A and C")
-    g.add_argument("--k", type=_positive, required=True, help="inner dimension")
-    g.add_argument("--n", type=_positive, required=True, help="columns of B and C")
-    g.add_argument("--rows", type=_positive,
+    g.add_argument("--m", type=positive_int, required=True, help="rows of A and C")
+    g.add_argument("--k", type=positive_int, required=True, help="inner dimension")
+    g.add_argument("--n", type=positive_int, required=True, help="columns of B and C")
+    g.add_argument("--rows", type=positive_int,
                    help="override hardware.rows (default: the config's)")
-    g.add_argument("--cols", type=_positive,
+    g.add_argument("--cols", type=positive_int,
                    help="override hardware.cols (default: the config's)")
     g.add_argument("--bias", action="store_true", help="add an int32 bias row")
     g.add_argument("--requant", action="store_true",
@@ -105,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "filling up) through L layers; cycles are the total of the step "
                           "programs (the preload is reported apart), equal to the RTL's.")
     add_config_args(lay)
-    lay.add_argument("--segments", type=_positive, default=1, metavar="S")
+    lay.add_argument("--segments", type=positive_int, default=1, metavar="S")
     lay.add_argument("--layers", type=_layers, default=None, metavar="L",
                      help="first L layers, or 'all' (default)")
     lay.add_argument("--ops", action="store_true",
@@ -142,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument(flag, dest=f"axis_{axis}", metavar="V,V,...",
                        help=f"values of {' + '.join(fields)} (default: the config's)")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    s.add_argument("--jobs", type=_positive, help="worker processes (default: CPU count)")
+    s.add_argument("--jobs", type=positive_int, help="worker processes (default: CPU count)")
     s.add_argument("--cache-dir", metavar="DIR", help="result cache (default: DIR/cache)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _energy_arg(s)
