@@ -173,7 +173,7 @@ def test_estimator_imports_neither_torch_nor_amaranth():
     code = ("import sys\n"
             "from model.config import load_config\n"
             "from sim.perf.estimate import estimate_model, estimate_gemm\n"
-            "from sim.perf.sweep import evaluate\n"
+            "from sim.perf.sweep_points import estimate_point as evaluate\n"
             "from sim.perf.energy import HOROWITZ_45NM\n"
             "cfg = load_config('configs/tiny.toml')\n"
             "estimate_model(cfg); estimate_gemm(8, 8, 8, cfg.hardware)\n"

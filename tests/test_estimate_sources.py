@@ -14,7 +14,7 @@ import json, sys, tempfile, os
 os.environ["FOLDACCEL_BUILD_DIR"] = tempfile.mkdtemp()
 from model.config import CONFIG_DIR, load_config
 from sim.perf.estimate import compare_fold, estimate_gemm, estimate_layer, estimate_model
-from sim.perf.sweep import evaluate
+from sim.perf.sweep_points import estimate_point as evaluate
 from sim.perf.energy import HOROWITZ_45NM
 cfg = load_config(CONFIG_DIR / "tiny.toml")
 estimate_gemm(20, 30, 40, cfg.hardware, bias=True, requant=True)

@@ -51,7 +51,7 @@ def test_pareto_front_matches_brute_force(points):
 def test_small_sweep_end_to_end(tmp_path, capsys):
     out = tmp_path / "sw"
     argv = ["sweep", "--config", TINY, "--rows", "8,16", "--cols", "16", "--fold", "1,2",
-            "--out", str(out), "--jobs", "2", "--json"]
+            "--out", str(out), "--jobs", "2", "--json", "--no-area"]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["points"] == 4 and res["cached"] == 0
@@ -88,7 +88,7 @@ def test_sweep_sram_axis_and_infeasible_point(tmp_path):
     # (with the config error as its reason), not a crash
     base = load_config(TINY)
     res = run_sweep(base, {"sram_kib": [1, 64]}, tmp_path / "o", table=HOROWITZ_45NM,
-                    jobs=1, progress=False)
+                    jobs=1, progress=False, area=False)
     small, big = res.rows
     assert (small["act_kib"], small["wgt_kib"], small["acc_kib"]) == (1, 1, 1)
     assert small["feasible"] is False and "acc_sram_kib" in small["error"]
@@ -96,7 +96,7 @@ def test_sweep_sram_axis_and_infeasible_point(tmp_path):
     assert res.pareto["energy_cycles"] == [1]
     # a VMEM bank too small for one step's tensors: the layer compiler names the bank
     res = run_sweep(base, {"vmem_kib": [2, 64]}, tmp_path / "v", table=HOROWITZ_45NM,
-                    jobs=1, progress=False)
+                    jobs=1, progress=False, area=False)
     small, big = res.rows
     assert small["feasible"] is False and "VMEM bank is too small" in small["error"]
     assert big["feasible"] is True and big["state"] == "on chip"
@@ -105,7 +105,7 @@ def test_sweep_sram_axis_and_infeasible_point(tmp_path):
 
 def test_progress_bar_on_stderr(tmp_path, capsys):
     run_sweep(load_config(TINY), {"fold": [1, 2]}, tmp_path / "o", table=HOROWITZ_45NM,
-              jobs=1)
+              jobs=1, area=False)
     err = capsys.readouterr().err
     assert "sweep [" in err and "2/2" in err
 
@@ -140,3 +140,80 @@ def test_grid_and_values_helpers():
     cfgs = grid_configs(load_config(TINY), {"rows": [8, 16], "sram_kib": [32]})
     assert [(c.hardware.rows, c.hardware.act_sram_kib, c.hardware.wgt_sram_kib,
              c.hardware.acc_sram_kib) for c in cfgs] == [(8, 32, 32, 32), (16, 32, 32, 32)]
+
+
+def _run(base, out, **kw):
+    return run_sweep(base, {"rows": [8, 16], "fold": [1, 2]}, out, table=HOROWITZ_45NM,
+                     jobs=1, progress=False, area=False, **kw)
+
+
+def test_interrupted_sweep_resumes_with_only_the_missing_points(tmp_path, monkeypatch):
+    from sim.perf import sweep_points
+
+    base = load_config(TINY)
+    fresh = _run(base, tmp_path / "fresh")
+    real, calls = sweep_points.TASKS["estimate"], []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setitem(sweep_points.TASKS, "estimate", interrupted)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        _run(base, out)
+    assert len(list((out / "cache").glob("*.json"))) == 2    # the two finished points
+    assert not (out / "sweep.csv").exists() and not list(out.glob(".*.tmp"))
+    calls.clear()
+    res = _run(base, out)
+    assert res.cached == 2 and len(calls) == 2               # only the missing two ran
+    assert (out / "sweep.csv").read_bytes() == (tmp_path / "fresh" / "sweep.csv").read_bytes()
+    assert [r["cycles"] for r in res.rows] == [r["cycles"] for r in fresh.rows]
+
+
+def test_a_failing_point_is_reported_and_the_others_kept(tmp_path, monkeypatch, capsys):
+    from sim.perf import sweep_points
+
+    real = sweep_points.TASKS["estimate"]
+
+    def flaky(cfg_dict, table_dict):
+        if cfg_dict["hardware"]["rows"] == 16 and cfg_dict["model"]["fold_factor"] == 2:
+            raise RuntimeError("worker ran out of memory")
+        return real(cfg_dict, table_dict)
+
+    monkeypatch.setitem(sweep_points.TASKS, "estimate", flaky)
+    out = tmp_path / "o"
+    argv = ["sweep", "--config", TINY, "--rows", "8,16", "--fold", "1,2", "--out", str(out),
+            "--jobs", "1", "--no-area", "--no-progress", "--json"]
+    assert main(argv) == 1                                    # a failed point: exit 1
+    res = json.loads(capsys.readouterr().out)
+    assert res["failed"] == 1 and res["points"] == 4
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    bad = [r for r in rows if r["error"]]
+    assert [(r["rows"], r["fold"]) for r in bad] == [("16", "2")]
+    assert "failed" in bad[0]["error"] and "out of memory" in bad[0]["error"]
+    assert all(r["cycles"] for r in rows if not r["error"])
+    # the failure was not cached: a re-run without the fault computes that point only
+    monkeypatch.setitem(sweep_points.TASKS, "estimate", real)
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["cached"] == 3 and again["failed"] == 0
+
+
+def test_pareto_set_in_three_objectives():
+    from sim.perf.sweep import pareto_set
+
+    # hand-checked: (2,2,2) is dominated by (1,2,2); (3,0,9) and (0,3,9) trade off
+    assert pareto_set([(1, 2, 2), (2, 2, 2), (3, 0, 9), (0, 3, 9), (1, 2, 2)]) == [0, 2, 3]
+    assert pareto_set([(1, 1, 1), (2, 2, 2)]) == [0]
+    pts = [((i * 7) % 5, (i * 3) % 7, (i * 5) % 4) for i in range(40)]
+    front = pareto_set(pts)
+
+    def dominates(q, p):
+        return all(a <= b for a, b in zip(q, p, strict=True)) and q != p
+
+    assert not any(dominates(pts[j], pts[i]) for i in front for j in range(len(pts)))
+    for i in set(range(len(pts))) - set(front):        # every other point is beaten or a copy
+        assert any(dominates(pts[j], pts[i]) or pts[j] == pts[i] for j in front)

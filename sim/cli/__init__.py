@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "sim.cli.doctor",
     "sim.cli.model",
     "sim.cli.rtl",
+    "sim.cli.hw",
     "sim.cli.bench",
     "sim.cli.quant",
     "sim.cli.estimate",

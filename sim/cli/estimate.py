@@ -25,12 +25,13 @@ from sim.cli.common import (
     format_table,
     positive_int,
 )
+from sim.perf.backends import BackendError
 from sim.perf.counts import BANKS
 from sim.perf.energy import EnergyTableError, load_energy_table
 from sim.perf.sweep import AXES, SweepError, parse_values
 
 log = logging.getLogger(__name__)
-USER_ERRORS.extend([EnergyTableError, SweepError])
+USER_ERRORS.extend([EnergyTableError, SweepError, BackendError])
 
 
 def _layers(text: str) -> int | None:
@@ -122,10 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     mod.set_defaults(func=cmd_model)
 
     s = sub.add_parser("sweep", help="design-space sweep with Pareto plots",
-                       description="Evaluate the model estimate over a grid of hardware and "
-                       "folding parameters in a process pool (results cached by config hash) "
-                       "and write sweep.csv, sweep.json and Pareto plots (energy vs cycles, "
-                       "SRAM vs cycles) into --out.")
+                       description="Evaluate the model estimate and the synthesized area "
+                       "over a grid of hardware and folding parameters, optionally verifying "
+                       "every point on the RTL, in a process pool or on a Ray cluster (each "
+                       "result cached as it finishes, so a re-run computes only missing "
+                       "points), and write sweep.csv, sweep.json and Pareto plots (energy vs "
+                       "cycles, cycles vs SRAM, cycles vs area, energy vs area) into --out.")
     s.add_argument("--config", metavar="PATH",
                    help="TOML config the grid varies (default: configs/demo.toml)")
     for axis, fields in AXES.items():
@@ -133,7 +136,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument(flag, dest=f"axis_{axis}", metavar="V,V,...",
                        help=f"values of {' + '.join(fields)} (default: the config's)")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    s.add_argument("--jobs", type=positive_int, help="worker processes (default: CPU count)")
+    s.add_argument("--jobs", type=positive_int,
+                   help="worker processes, or CPUs of the local Ray cluster (default: CPU "
+                   "count)")
+    s.add_argument("--backend", choices=("pool", "ray"), default="pool",
+                   help="where the points run: a local process pool or a Ray cluster")
+    s.add_argument("--address", metavar="HOST:PORT",
+                   help="with --backend ray: the running cluster's head (default: start a "
+                   "local cluster); see docs/CLUSTER.md")
+    s.add_argument("--verify-rtl", action="store_true",
+                   help="also run every feasible point's layer programs on Verilator "
+                   "(segments 0..steady) against the golden model; records rtl_cycles and "
+                   "rtl_mismatches (default off)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="with --verify-rtl: seed of the random model and input")
+    s.add_argument("--no-area", action="store_true",
+                   help="skip the synthesis of each hardware config (no area_mm2 column, "
+                   "no area Pareto plots)")
     s.add_argument("--cache-dir", metavar="DIR", help="result cache (default: DIR/cache)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _energy_arg(s)
@@ -334,19 +353,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     axes = {a: parse_values(a, getattr(args, f"axis_{a}")) for a in AXES
             if getattr(args, f"axis_{a}") is not None}
     res = run_sweep(cfg, axes, args.out, table=table, jobs=args.jobs,
-                    cache_dir=args.cache_dir, progress=not args.no_progress)
-    log.info("%d points (%d cached) in %.1f s -> %s", len(res.rows), res.cached, res.seconds,
-             args.out)
+                    cache_dir=args.cache_dir, progress=not args.no_progress,
+                    area=not args.no_area, verify_rtl=args.verify_rtl, seed=args.seed,
+                    backend=args.backend, address=args.address)
+    log.info("%d points (%d cached, %d failed) in %.1f s -> %s", len(res.rows), res.cached,
+             res.failed, res.seconds, args.out)
+    errors = [r for r in res.rows if r.get("error")]
+    mismatches = sum(r.get("rtl_mismatches", 0) for r in res.rows)
+    # failed tasks and RTL checks that failed make the exit code 1 (infeasible points do not)
+    status = 1 if res.failed or any(r["feasible"] and r.get("error") for r in res.rows) else 0
     if args.json:
-        emit({"points": len(res.rows), "cached": res.cached, "seconds": round(res.seconds, 3),
-              "files": res.files, "pareto": res.pareto})
-        return 0
-    front = res.pareto["energy_cycles"]
-    print(f"{len(res.rows)} points ({res.cached} cached) in {res.seconds:.1f} s; files: "
-          + ", ".join(res.files.values()))
-    print("Pareto front, energy vs cycles:")
-    print(format_table(["rows", "cols", "fold", "SRAM KiB", "cycles", "energy uJ", "RTF"],
-                       [[r["rows"], r["cols"], r["fold"], r["sram_kib"], r["cycles"],
+        emit({"points": len(res.rows), "cached": res.cached, "failed": res.failed,
+              "errors": len(errors), "rtl_mismatches": mismatches if args.verify_rtl else None,
+              "seconds": round(res.seconds, 3), "files": res.files, "pareto": res.pareto})
+        return status
+    area = "area_cycles" in res.pareto
+    front = res.pareto["area_cycles_energy" if area else "energy_cycles"]
+    print(f"{len(res.rows)} points ({res.cached} cached, {res.failed} failed) in "
+          f"{res.seconds:.1f} s; files: " + ", ".join(res.files.values()))
+    if args.verify_rtl:
+        print(f"RTL: {sum('rtl_cycles' in r for r in res.rows)} points run, {mismatches} "
+              "mismatches")
+    for r in errors:
+        print(f"  {r['rows']}x{r['cols']} fold {r['fold']}: {r['error']}")
+    print("Pareto front, " + ("area vs cycles vs energy:" if area else "energy vs cycles:"))
+    print(format_table(["rows", "cols", "fold", "SRAM KiB", *(["area mm2"] if area else []),
+                        "cycles", "energy uJ", "RTF"],
+                       [[r["rows"], r["cols"], r["fold"], r["sram_kib"],
+                         *([round(r["area_mm2"], 3)] if area else []), r["cycles"],
                          round(r["energy_uj"], 3), round(r["rtf"], 4)]
                         for r in (res.rows[i] for i in front)]))
-    return 0
+    return status

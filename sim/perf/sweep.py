@@ -1,12 +1,18 @@
-"""Design-space sweeps: a grid of configs, evaluated in a process pool, cached by config hash.
+"""Design-space sweeps: a grid of configs, evaluated on a process pool or a Ray cluster,
+cached per point.
 
 :func:`run_sweep` takes a base config and axes (``{"rows": [8, 16], "fold": [1, 2], ...}``),
 validates every grid point before doing any work (a bad value is a :class:`SweepError` naming
-the axis and the fix), evaluates the model estimate of each point (in parallel, a progress bar
-on stderr), caches each result under ``cache_dir/<key>.json`` where the key hashes the point's
-config, the energy table and the estimator's sources, and writes ``sweep.csv``,
-``sweep.json`` and two Pareto plots into the output directory. Every file is written to a
-temporary name and renamed, so an interrupted sweep leaves no half-written output.
+the axis and the fix), then runs the tasks of ``sim.perf.sweep_points`` through
+``sim.perf.backends.run_points``: each point's model estimate (with ``verify_rtl``, its RTL
+run checked against the golden model and the estimate) and each distinct hardware config's
+synthesized area. Every finished task is cached at once under ``cache_dir/<key>.json`` (the
+key hashes the point's config, the energy table, the RTL seed and the sources the tasks run;
+areas are keyed by the hardware alone), so a re-run after an interruption computes only what
+is missing; a task whose worker failed becomes its point's ``error`` and is not cached. It
+writes ``sweep.csv``, ``sweep.json`` and the Pareto plots (energy vs cycles, cycles vs SRAM
+and, with area, cycles vs area and energy vs area) into the output directory, each to a
+temporary name renamed into place, so an interrupted sweep leaves no half-written output.
 """
 
 from __future__ import annotations
@@ -16,17 +22,17 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.config import Config, ConfigError, config_from_dict
+from model.config import Config, ConfigError
 from sim.fileio import atomic_write, make_output_dir
+from sim.perf.backends import check_backend, run_points
 from sim.perf.energy import EnergyTable
 from sim.perf.sources import estimate_digest
+from sim.perf.sweep_points import point_fields, run_task
 from sim.progress import Progress
 
 #: Axis name -> config fields it sets (one axis may set several fields).
@@ -42,11 +48,15 @@ AXES: dict[str, tuple[str, ...]] = {
     "pmem_kib": ("pmem_kib",),
 }
 
-#: Columns of sweep.csv, in order.
+#: Columns of sweep.csv, in order (wall times and worker names are in sweep.json only, so
+#: the CSV of a sweep is the same bytes on every backend and machine).
 COLUMNS = ("rows", "cols", "fold", "act_kib", "wgt_kib", "acc_kib", "vmem_kib", "pmem_kib",
            "sram_kib", "feasible", "cycles", "compute_ms", "rtf", "utilization", "energy_uj",
            "weights", "state", "dram_kib", "weight_kib", "sram_peak_kib",
-           "error", "digest", "pareto_energy_cycles", "pareto_sram_cycles")
+           "area_mm2", "logic_mm2", "memory_mm2", "verilog",
+           "rtl_cycles", "rtl_compared", "rtl_mismatches",
+           "error", "digest", "pareto_energy_cycles", "pareto_sram_cycles",
+           "pareto_area_cycles", "pareto_area_energy", "pareto_area_cycles_energy")
 
 class SweepError(ValueError):
     """Bad sweep input (axis, value, output path); the message names it and the fix."""
@@ -86,49 +96,19 @@ def grid_configs(base: Config, axes: dict[str, list[int]]) -> list[Config]:
     return out
 
 
-def cache_key(cfg: Config, table: EnergyTable, version: str) -> str:
-    text = json.dumps({"config": cfg.to_dict(), "energy": table.digest(), "code": version},
-                      sort_keys=True)
+def cache_key(cfg: Config, table: EnergyTable, version: str, rtl_seed: int | None = None
+              ) -> str:
+    """Key of a point's row: its config, the energy table, the code (``version``) and, for a
+    row with the RTL check, the seed of its model and inputs."""
+    text = json.dumps({"config": cfg.to_dict(), "energy": table.digest(), "code": version,
+                       "rtl_seed": rtl_seed}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def evaluate(cfg_dict: dict[str, Any], table_dict: dict[str, Any]) -> dict[str, Any]:
-    """Sweep row of one point (runs in a worker process). A point the compiler or timing model
-    rejects (e.g. SRAM too small) is a row with ``feasible=False`` and its ``error``."""
-    from sim.perf.estimate import estimate_model
-    cfg = config_from_dict(cfg_dict, "<sweep point>")
-    table = EnergyTable(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in table_dict.items()})
-    hw, mc = cfg.hardware, cfg.model
-    row: dict[str, Any] = {
-        "rows": hw.rows, "cols": hw.cols, "fold": mc.fold_factor,
-        "act_kib": hw.act_sram_kib, "wgt_kib": hw.wgt_sram_kib, "acc_kib": hw.acc_sram_kib,
-        "vmem_kib": hw.vmem_kib, "pmem_kib": hw.pmem_kib,
-        "sram_kib": (hw.act_sram_kib + hw.wgt_sram_kib + hw.acc_sram_kib + hw.vmem_kib
-                     + hw.pmem_kib),
-        "digest": cfg.digest()[:16],
-    }
-    try:
-        est = estimate_model(cfg, table=table)
-    except (ConfigError, ValueError) as e:
-        return {**row, "feasible": False, "error": str(e)}
-    fits = all(est["sram_fits"].values())
-    return {
-        **row,
-        "feasible": fits,
-        "cycles": est["cycles"],
-        "compute_ms": est["compute_ms"],
-        "rtf": est["rtf"],
-        "utilization": est["utilization"],
-        "energy_uj": est["energy_pj"] / 1e6,
-        "weights": est["weights"],
-        "state": est["state"],
-        "dram_kib": est["dram_bytes"] / 1024,
-        "weight_kib": est["weight_bytes_unique"] / 1024,
-        "sram_peak_kib": sum(est["sram_bytes"].values()) / 1024,
-        "error": "" if fits else "peak SRAM exceeds a bank: " + ", ".join(
-            b for b, ok in est["sram_fits"].items() if not ok),
-    }
+def area_key(cfg: Config, version: str) -> str:
+    """Key of a hardware config's area (the model fields do not change the Verilog)."""
+    text = json.dumps({"hardware": cfg.to_dict()["hardware"], "code": version}, sort_keys=True)
+    return "area-" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -143,22 +123,41 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def pareto_set(points: list[tuple[float, ...]]) -> list[int]:
+    """Indices of the points no other point dominates in every coordinate (minimise all;
+    of identical points only the first), in index order. Any number of objectives."""
+    out = []
+    for i, p in enumerate(points):
+        if any(q == p for q in points[:i]):
+            continue
+        if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in points):
+            out.append(i)
+    return out
+
+
 @dataclass
 class SweepResult:
     rows: list[dict[str, Any]]
     pareto: dict[str, list[int]]
-    cached: int
+    cached: int                  # points answered from the cache
+    failed: int                  # points whose worker failed (not cached; a re-run retries)
     seconds: float               # evaluation and output files
     files: dict[str, str]
 
 
 def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
               table: EnergyTable, jobs: int | None = None, cache_dir: str | Path | None = None,
-              progress: bool = True) -> SweepResult:
-    """Evaluate the grid and write ``sweep.csv``, ``sweep.json``, ``pareto_energy_cycles.png``
-    and ``pareto_sram_cycles.png`` into ``out_dir`` (see the module docstring)."""
+              progress: bool = True, area: bool = True, verify_rtl: bool = False,
+              seed: int = 0, backend: str = "pool", address: str | None = None
+              ) -> SweepResult:
+    """Evaluate the grid and write ``sweep.csv``, ``sweep.json`` and the Pareto plots into
+    ``out_dir`` (see the module docstring). ``area``: synthesize each distinct hardware
+    config (``area_mm2`` and the area Pareto fronts); ``verify_rtl``: run every feasible
+    point on Verilator (``sim.perf.sweep_points.verify_point``) with model/input ``seed``;
+    ``backend``/``address``/``jobs``: where the points run (``sim.perf.backends``)."""
     if not axes:
         raise SweepError("no sweep axis given; fix: pass e.g. --rows 8,16 --fold 1,2")
+    check_backend(backend, address, jobs)
     configs = grid_configs(base, axes)
     out = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
@@ -166,91 +165,150 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
     make_output_dir(cache, "cache directory")
     version = estimate_digest()
     t0 = time.monotonic()
-    keys = [cache_key(c, table, version) for c in configs]
-    rows: list[dict[str, Any] | None] = [None] * len(configs)
-    todo = []
-    for i, key in enumerate(keys):
-        f = cache / f"{key}.json"
-        if f.is_file():
-            try:
-                rows[i] = json.loads(f.read_text())
-                continue
-            except (OSError, json.JSONDecodeError):
-                pass  # an unreadable entry is recomputed
-        todo.append(i)
-    cached = len(configs) - len(todo)
-    bar = Progress(len(configs), "sweep", unit="point", enabled=progress)
-    bar.update(cached, f"cached {cached}")
+    rtl_seed = seed if verify_rtl else None
+    keys = [cache_key(c, table, version, rtl_seed) for c in configs]
+    hw_keys = [area_key(c, version) for c in configs] if area else []
+    results: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(keys + hw_keys):
+        entry = _read_cached(cache / f"{key}.json")
+        if entry is not None:
+            results[key] = entry
     tdict = table.to_dict()
-
-    def finish(i: int, row: dict[str, Any]) -> None:
-        rows[i] = row
-        atomic_write(cache / f"{keys[i]}.json", json.dumps(row, sort_keys=True).encode())
-        bar.update(1)
-
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    areas: dict[str, Config] = {}                # one synthesis per distinct hardware
+    for key, cfg in zip(hw_keys, configs, strict=False):
+        if key not in results:
+            areas.setdefault(key, cfg)
+    tasks: list[tuple[str, tuple]] = [(key, ("area", cfg.to_dict()))
+                                      for key, cfg in areas.items()]   # (cache key, args)
+    for key, cfg in zip(keys, configs, strict=True):
+        if key not in results:
+            args = ("verify", cfg.to_dict(), tdict, seed) if verify_rtl else \
+                ("estimate", cfg.to_dict(), tdict)
+            tasks.append((key, args))
+    cached = sum(k in results for k in keys)
+    failures: dict[str, str] = {}
+    workers: dict[str, str] = {}
+    total = len(configs) + len(set(hw_keys))
+    bar = Progress(total, "sweep", unit="task", enabled=progress)
+    bar.update(total - len(tasks), f"cached {cached} points")
     with bar:
-        if jobs == 1:
-            for i in todo:
-                finish(i, evaluate(configs[i].to_dict(), tdict))
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futs = {pool.submit(evaluate, configs[i].to_dict(), tdict): i for i in todo}
-                for fut in as_completed(futs):
-                    finish(futs[fut], fut.result())
-    final = [dict(r) for r in rows if r is not None]
-    feasible = [i for i, r in enumerate(final) if r["feasible"]]
-    pareto = {
-        "energy_cycles": [feasible[j] for j in pareto_front(
-            [(final[i]["cycles"], final[i]["energy_uj"]) for i in feasible])],
-        "sram_cycles": [feasible[j] for j in pareto_front(
-            [(final[i]["sram_peak_kib"], final[i]["cycles"]) for i in feasible])],
-    }
-    for i, r in enumerate(final):
-        r["pareto_energy_cycles"] = i in pareto["energy_cycles"]
-        r["pareto_sram_cycles"] = i in pareto["sram_cycles"]
+        for outcome in run_points(run_task, [args for _, args in tasks], backend=backend,
+                                  jobs=jobs, address=address, resources={"num_cpus": 1}):
+            key = tasks[outcome.index][0]
+            workers[key] = outcome.worker
+            if outcome.error is not None:
+                failures[key] = f"worker {outcome.worker} failed: {outcome.error}"
+            else:
+                results[key] = outcome.result
+                atomic_write(cache / f"{key}.json",
+                             json.dumps(outcome.result, sort_keys=True).encode())
+            bar.update(1)
+    final = [_row(configs[i], keys[i], hw_keys[i] if area else None, results, failures)
+             for i in range(len(configs))]
+    for key, row in zip(keys, final, strict=True):
+        if key in workers:
+            row["worker"] = workers[key]
+    pareto = _fronts(final, area)
     eval_seconds = time.monotonic() - t0
-    files = _write_outputs(out, base, axes, final, pareto, table, eval_seconds, cached)
-    return SweepResult(final, pareto, cached, time.monotonic() - t0, files)
+    files = _write_outputs(out, base, axes, final, pareto, table, eval_seconds, cached,
+                           {"area": area, "verify_rtl": verify_rtl, "seed": seed,
+                            "backend": backend, "address": address})
+    return SweepResult(final, pareto, cached, sum(k in failures for k in keys),
+                       time.monotonic() - t0, files)
+
+
+def _read_cached(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # an unreadable entry is recomputed
+
+
+def _row(cfg: Config, key: str, hw_key: str | None, results: dict[str, dict[str, Any]],
+         failures: dict[str, str]) -> dict[str, Any]:
+    """The point's row with its hardware's area merged in; a failed task is the row's
+    error (and the point counts as infeasible)."""
+    if key in results:
+        row = dict(results[key])
+    else:
+        row = {**point_fields(cfg), "feasible": False, "error": failures[key]}
+    if hw_key is not None:
+        if hw_key in results:
+            a = results[hw_key]
+            row.update(area_mm2=a["area_mm2"], logic_mm2=a["logic_mm2"],
+                       memory_mm2=a["memory_mm2"], verilog=a["verilog_sha256"][:16])
+        else:
+            row["error"] = "; ".join(e for e in (row.get("error"), "synthesis: "
+                                                  + failures[hw_key]) if e)
+    return row
+
+
+def _fronts(rows: list[dict[str, Any]], area: bool) -> dict[str, list[int]]:
+    """Pareto fronts over the points that are feasible and have no error; with ``area``
+    also area vs cycles, area vs energy, and the three-way (area, cycles, energy) set."""
+    ok = [i for i, r in enumerate(rows) if r["feasible"] and not r.get("error")]
+
+    def front2(x: str, y: str) -> list[int]:
+        return [ok[j] for j in pareto_front([(rows[i][x], rows[i][y]) for i in ok])]
+
+    pareto = {"energy_cycles": front2("cycles", "energy_uj"),
+              "sram_cycles": front2("sram_peak_kib", "cycles")}
+    if area:
+        ok = [i for i in ok if "area_mm2" in rows[i]]
+        pareto["area_cycles"] = front2("area_mm2", "cycles")
+        pareto["area_energy"] = front2("area_mm2", "energy_uj")
+        pareto["area_cycles_energy"] = [ok[j] for j in pareto_set(
+            [(rows[i]["area_mm2"], rows[i]["cycles"], rows[i]["energy_uj"]) for i in ok])]
+    for name in ("energy_cycles", "sram_cycles", "area_cycles", "area_energy",
+                 "area_cycles_energy"):
+        for i, r in enumerate(rows):
+            r[f"pareto_{name}"] = i in pareto[name] if name in pareto else ""
+    return pareto
 
 
 def _write_outputs(out: Path, base: Config, axes: dict[str, list[int]],
                    rows: list[dict[str, Any]], pareto: dict[str, list[int]],
-                   table: EnergyTable, seconds: float, cached: int) -> dict[str, str]:
+                   table: EnergyTable, seconds: float, cached: int,
+                   options: dict[str, Any]) -> dict[str, str]:
     from sim.perf.plots import pareto_plot
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: _csv_cell(r.get(k, "")) for k in COLUMNS})
-    doc = {"config": base.source, "base": base.to_dict(), "axes": axes,
+    doc = {"config": base.source, "base": base.to_dict(), "axes": axes, "options": options,
            "energy_table": table.to_dict(), "points": rows, "pareto": pareto,
            "eval_seconds": round(seconds, 3), "cached": cached}
     labels = [_label(r, axes) for r in rows]
-    files = {"csv": out / "sweep.csv", "json": out / "sweep.json",
-             "energy_cycles_png": out / "pareto_energy_cycles.png",
-             "sram_cycles_png": out / "pareto_sram_cycles.png"}
-    feasible = [r["feasible"] for r in rows]
+    ok = [r["feasible"] and not r.get("error") for r in rows]
     cyc = [r.get("cycles", 0) for r in rows]
+    energy = [r.get("energy_uj", 0) for r in rows]
     folds = [r["fold"] for r in rows]
     shapes = [f"{r['rows']}x{r['cols']} array" for r in rows]
     name = Path(base.source).name
-    blobs = {
-        "csv": buf.getvalue().encode(),
-        "json": (json.dumps(doc, indent=2) + "\n").encode(),
-        "energy_cycles_png": pareto_plot(
-            cyc, [r.get("energy_uj", 0) for r in rows], feasible, pareto["energy_cycles"],
-            folds, shapes, labels, xlabel="cycles per segment (whole model)",
-            ylabel="energy per segment (µJ)",
-            title=f"Energy vs cycles — {name}, one segment"),
-        "sram_cycles_png": pareto_plot(
-            [r.get("sram_peak_kib", 0) for r in rows], cyc, feasible, pareto["sram_cycles"],
-            folds, shapes, labels, xlabel="peak SRAM occupancy, all banks (KiB)",
-            ylabel="cycles per segment (whole model)",
-            title=f"Cycles vs SRAM — {name}, one segment"),
+    cycles_label, energy_label = "cycles per segment (whole model)", "energy per segment (µJ)"
+    plots = {  # file stem (= its Pareto front's name) -> (x, y, xlabel, ylabel, title)
+        "energy_cycles": (cyc, energy, cycles_label, energy_label, "Energy vs cycles"),
+        "sram_cycles": ([r.get("sram_peak_kib", 0) for r in rows], cyc,
+                        "peak SRAM occupancy, all banks (KiB)", cycles_label,
+                        "Cycles vs SRAM"),
     }
-    for name, data in blobs.items():
-        atomic_write(files[name], data)
+    if "area_cycles" in pareto:
+        area = [r.get("area_mm2", 0) for r in rows]
+        area_label = "estimated area (mm², 45 nm; docs/AREA.md)"
+        plots["area_cycles"] = (area, cyc, area_label, cycles_label, "Cycles vs area")
+        plots["area_energy"] = (area, energy, area_label, energy_label, "Energy vs area")
+    files = {"csv": out / "sweep.csv", "json": out / "sweep.json"}
+    blobs = {"csv": buf.getvalue().encode(), "json": (json.dumps(doc, indent=2) + "\n").encode()}
+    for stem, (x, y, xlabel, ylabel, title) in plots.items():
+        files[f"{stem}_png"] = out / f"pareto_{stem}.png"
+        blobs[f"{stem}_png"] = pareto_plot(x, y, ok, pareto[stem], folds, shapes, labels,
+                                           xlabel=xlabel, ylabel=ylabel,
+                                           title=f"{title} — {name}, one segment")
+    for key, data in blobs.items():
+        atomic_write(files[key], data)
     return {k: str(v) for k, v in files.items()}
 
 

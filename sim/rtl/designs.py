@@ -52,9 +52,11 @@ SMALL_HW = dict(rows=4, cols=3, act_sram_kib=1, wgt_sram_kib=1, acc_sram_kib=1,
 
 def harness_depths(hw) -> dict[str, int]:
     """Host-model memory depths (beats) for a hardware config: room for GEMMs of a few
-    hundred on each side on the default array, smaller for small arrays."""
+    hundred on each side on the default array, and for the streamed weights of one segment
+    of the demo model on arrays down to 8x8 (98,384 data-in beats at fold 1); fewer
+    instruction and output words for small arrays."""
     small = hw.rows * hw.cols <= 64
-    return {"imem_depth": 1 << (13 if small else 14), "dmem_depth": 1 << (15 if small else 16),
+    return {"imem_depth": 1 << (13 if small else 14), "dmem_depth": 1 << 17,
             "omem_depth": 1 << (13 if small else 16)}
 
 
