@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,19 +36,38 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A one-node Ray cluster (2 CPUs) on 127.0.0.1, stopped after the module."""
+    """A one-node Ray cluster (2 CPUs) on 127.0.0.1, stopped after the module.
+
+    ``ray start --block`` stays in the foreground and, on SIGTERM, stops exactly the
+    processes it started (``ray stop`` would stop every Ray cluster on the machine)."""
     assert RAY, "the 'ray' CLI is installed with the package (pyproject: ray)"
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
            "FOLDACCEL_BUILD_DIR": str(tmp_path_factory.getbasetemp() / "build")}
-    cmd = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-           "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-    assert r.returncode == 0, f"ray start failed:\n{r.stdout}\n{r.stderr}"
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    cmd = [RAY, "start", "--head", "--block", "--port", str(port), "--node-ip-address",
+           "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"]
+    with open(log, "w") as fh:
+        head = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert head.poll() is None, f"ray start exited:\n{log.read_text()}"
+            try:
+                check_backend("ray", f"127.0.0.1:{port}")
+                break
+            except BackendError:
+                assert time.monotonic() < deadline, f"no Ray head after 180 s:\n{log.read_text()}"
+                time.sleep(0.5)
+        time.sleep(2)  # the GCS answers before the raylet has registered
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
 
 
 def _args(folds):
