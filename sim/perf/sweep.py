@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from model.config import Config, ConfigError
-from sim.fileio import atomic_write, make_output_dir
+from sim.fileio import atomic_write, make_output_dir, read_json
 from sim.perf.backends import check_backend, run_points
 from sim.perf.energy import EnergyTable
 from sim.perf.sources import estimate_digest
@@ -170,7 +170,7 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
     hw_keys = [area_key(c, version) for c in configs] if area else []
     results: dict[str, dict[str, Any]] = {}
     for key in dict.fromkeys(keys + hw_keys):
-        entry = _read_cached(cache / f"{key}.json")
+        entry = read_json(cache / f"{key}.json")
         if entry is not None:
             results[key] = entry
     tdict = table.to_dict()
@@ -215,15 +215,6 @@ def run_sweep(base: Config, axes: dict[str, list[int]], out_dir: str | Path, *,
                             "backend": backend, "address": address})
     return SweepResult(final, pareto, cached, sum(k in failures for k in keys),
                        time.monotonic() - t0, files)
-
-
-def _read_cached(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # an unreadable entry is recomputed
 
 
 def _row(cfg: Config, key: str, hw_key: str | None, results: dict[str, dict[str, Any]],

@@ -28,7 +28,6 @@ with each other, not for a tape-out budget.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from model.config import HardwareConfig
-from sim.fileio import atomic_write
+from sim.fileio import atomic_write, read_json
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +336,13 @@ def hardware_area(hw: HardwareConfig, *, abc: bool = False,
     key = cache_key(verilog, abc=abc)
     root = synth_dir()
     cached = root / f"{key[:32]}.json"
-    if cached.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            return {**json.loads(cached.read_text()), "cached": True}
+    entry = read_json(cached)
+    if entry is not None:
+        return {**entry, "cached": True}
     with _locked(root / f".{key[:32]}.lock"):
-        if cached.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                return {**json.loads(cached.read_text()), "cached": True}
+        entry = read_json(cached)  # another process may have synthesized it meanwhile
+        if entry is not None:
+            return {**entry, "cached": True}
         t0 = time.monotonic()
         step("merge identical modules")
         prepared, merged = prepared_verilog(verilog)
