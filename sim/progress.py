@@ -24,9 +24,10 @@ TICK_S = 0.5
 class Progress:
     """A progress display over ``total`` units of work named ``desc`` (see the module doc).
 
-    Use it as a context manager; :meth:`step` wraps one unit of work, :meth:`update` counts
-    units done elsewhere (e.g. by a process pool). ``enabled=False`` shows nothing;
-    ``quiet_s``: without a terminal, no line until that many seconds have passed.
+    Use it as a context manager; :meth:`step` wraps one unit of work, :meth:`begin` starts
+    one (a callback), :meth:`update` counts units done elsewhere (e.g. by a process pool).
+    ``enabled=False`` shows nothing; ``quiet_s``: without a terminal, no line until that many
+    seconds have passed.
     """
 
     def __init__(self, total: int, desc: str, *, unit: str = "step",
@@ -38,6 +39,7 @@ class Progress:
         self.note = ""
         self.t0 = time.monotonic()
         self._last_decile = -1
+        self._begun = False
         self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=True,
                          dynamic_ncols=True, disable=not self.tty)
         self._stop = threading.Event()
@@ -77,6 +79,12 @@ class Progress:
                 self.stream.write(f"{self.desc} [{self.done}/{self.total}] {self.note} "
                                   f"{time.monotonic() - self.t0:.1f}s\n".replace("  ", " "))
                 self.stream.flush()
+
+    def begin(self, note: str) -> None:
+        """Start the next unit of work, shown with ``note``, and count the one begun before
+        as done: the callback for code that reports each step as it starts."""
+        self.update(1 if self._begun else 0, note)
+        self._begun = True
 
     @contextlib.contextmanager
     def step(self, note: str) -> Iterator[None]:

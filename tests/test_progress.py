@@ -39,3 +39,15 @@ def test_terminal_bar_and_errors_pass_through():
         raise KeyError("x")
     assert "job" in s.getvalue() and bar.done == 0   # a failed step is not counted
     assert not bar._ticker.is_alive()
+
+
+def test_begin_counts_the_step_begun_before():
+    s = io.StringIO()
+    with Progress(3, "job", stream=s) as bar:
+        for note in ("read", "map", "count"):
+            bar.begin(note)
+        assert bar.done == 2 and bar.note == "count"  # the last step is still running
+        bar.update(bar.total - bar.done, "done")
+    lines = s.getvalue().splitlines()
+    assert [ln.split(" ")[1] for ln in lines] == ["[0/3]", "[1/3]", "[2/3]", "[3/3]"]
+    assert lines[1].startswith("job [1/3] map") and lines[-1].startswith("job [3/3] done")

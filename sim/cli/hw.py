@@ -11,9 +11,7 @@ directory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-from collections.abc import Iterator
 
 from sim.cli.common import (
     USER_ERRORS,
@@ -88,36 +86,19 @@ def verilog(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _steps(enabled: bool) -> Iterator:
-    """A progress callback for :func:`sim.synth.hardware_area`: each note starts a step."""
-    from sim.progress import Progress
-
-    with Progress(SYNTH_STEPS, "hw synth", enabled=enabled, quiet_s=1.0) as bar:
-        state = {"note": None}
-
-        def step(note: str) -> None:
-            if state["note"] is not None:
-                bar.update(1, state["note"])
-            state["note"] = note
-            bar.update(0, note)
-
-        yield step
-        if state["note"] is not None:
-            bar.update(SYNTH_STEPS - bar.done, "done")
-
-
 def _mm2(x: float) -> str:
     return f"{x:.4f}"
 
 
 def synth(args: argparse.Namespace) -> int:
+    from sim.progress import Progress
     from sim.synth import hardware_area
     from sim.synth.units import UNITS
 
     cfg = config_from_args(args)
-    with _steps(not args.no_progress) as step:
-        res = hardware_area(cfg.hardware, abc=args.abc, progress=step)
+    with Progress(SYNTH_STEPS, "hw synth", enabled=not args.no_progress, quiet_s=1.0) as bar:
+        res = hardware_area(cfg.hardware, abc=args.abc, progress=bar.begin)
+        bar.update(bar.total - bar.done, "done")
     res = {"config": cfg.source, **res}
     if args.json:
         emit(res)
