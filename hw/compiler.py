@@ -32,6 +32,8 @@ from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 
 #: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
 SEARCH_LIMIT = 4096
+#: The ``"shells"`` order is only tried while tiles x chunks (MATMULs) stays below this.
+SHELL_LIMIT = 1024
 #: Most instructions one GEMM program may have: bounds the memory of compiling it.
 MAX_INSTRUCTIONS = 2_000_000
 
@@ -248,11 +250,12 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
         if not nk_min <= k_chunks <= K:
             raise CompileError(f"k_chunks={k_chunks} must be in [{nk_min}, K={K}] (the "
                                f"fewest chunks whose operand tiles fit twice in ACT/WGT)")
-        return _Compiler(p, M, K, N, bias, requant, relu, k_chunks).run()
-    cands = k_chunk_candidates(M, K, N, p)
+        cands = [(k_chunks, order) for order in orders(M, K, N, p, k_chunks)]
+    else:
+        cands = plan_candidates(M, K, N, p)
     best = None
-    for nk in cands:
-        prog = _Compiler(p, M, K, N, bias, requant, relu, nk).run()
+    for nk, order in cands:
+        prog = _Compiler(p, M, K, N, bias, requant, relu, nk, order).run()
         key = (program_cycles(prog, p)["total"], len(prog.instrs))
         if best is None or key < best[0]:
             best = (key, prog)
@@ -269,10 +272,51 @@ def k_chunk_candidates(M: int, K: int, N: int, p: AccelParams) -> list[int]:
     return [nk for nk in cands if nk == cands[0] or tiles * nk <= SEARCH_LIMIT]
 
 
+def shells_fit(M: int, K: int, N: int, p: AccelParams, k_chunks: int) -> bool:
+    """Whether :func:`compile_gemm` tries the ``"shells"`` tile order: at least 2 output
+    tiles, and at most :data:`SHELL_LIMIT` MATMULs (its compile and timing cost; the order
+    has no periodic structure for the fast estimator to extrapolate)."""
+    Mt, Nt = _cdiv(M, p.rows), _cdiv(N, p.cols)
+    nk = _cdiv(K, _cdiv(K, k_chunks))
+    return Mt * Nt >= 2 and Mt * Nt * nk <= SHELL_LIMIT
+
+
+def orders(M: int, K: int, N: int, p: AccelParams, k_chunks: int) -> list[str]:
+    """The tile orders :func:`compile_gemm` tries with ``k_chunks`` chunks: ``"auto"``
+    (serpentine rows, columns or blocks: :meth:`_Compiler.block_plan`) and, where it
+    applies (:func:`shells_fit`), ``"shells"``."""
+    return ["auto", "shells"] if shells_fit(M, K, N, p, k_chunks) else ["auto"]
+
+
+def plan_candidates(M: int, K: int, N: int, p: AccelParams) -> list[tuple[int, str]]:
+    """``(k_chunks, order)`` pairs :func:`compile_gemm` compiles, times and picks from (in
+    this order: the first of equally fast, equally long programs wins)."""
+    return [(nk, order) for nk in k_chunk_candidates(M, K, N, p)
+            for order in orders(M, K, N, p, nk)]
+
+
+def shell_order(Mt: int, Nt: int) -> list[tuple[int, int]]:
+    """Output tiles in growing square shells: shell ``s`` is the tiles ``(s, j < s)`` (A tile
+    ``s`` with the B tiles already loaded), then ``(i <= s, s)`` (B tile ``s`` with every A
+    tile loaded). Each new operand tile brings ``s`` or ``s + 1`` tiles of work, so once
+    ``s`` is past the first shells the array, not the host link, sets the pace (in serpentine
+    rows, every tile of the first row waits for its own B tile)."""
+    out = []
+    for s in range(max(Mt, Nt)):
+        if s < Mt:
+            out += [(s, j) for j in range(min(s, Nt))]
+        if s < Nt:
+            out += [(i, s) for i in range(min(s + 1, Mt))]
+    return out
+
+
 class _Compiler:
     def __init__(self, p: AccelParams, M: int, K: int, N: int, bias: bool, requant: bool,
-                 relu: bool, k_chunks: int):
+                 relu: bool, k_chunks: int, order: str = "auto"):
+        if order not in ("auto", "shells"):
+            raise ValueError(f"order={order!r}: 'auto' or 'shells'")
         self.p = p
+        self.order = order
         self.prog = GemmProgram(p, M, K, N, bias, requant, relu)
         self.deps = DepTracker(p)
         R, C = p.rows, p.cols
@@ -320,6 +364,8 @@ class _Compiler:
         """Blocks of output tiles in execution order, and the block shape (mb, nb)."""
         Mt, Nt = self.Mt, self.Nt
         order, mb, nb = self.block_plan()
+        if order == "shells":
+            return [([i], [j]) for i, j in shell_order(Mt, Nt)], 1, 1
         if order == "cols":
             return [([i], [j]) for j in range(Nt) for i in _serpentine(Mt, j)], Mt, 1
         if order == "rows":
@@ -337,8 +383,10 @@ class _Compiler:
     def block_plan(self) -> tuple[str, int, int]:
         """How :meth:`tiles` orders the tiles: ``("cols", Mt, 1)`` or ``("rows", 1, Nt)``
         (one K chunk: single tiles, serpentine), or ``("blocks", mb, nb)`` (serpentine rows
-        of ``mb x nb`` blocks)."""
+        of ``mb x nb`` blocks), or ``("shells", 1, 1)`` when asked for (:func:`shell_order`)."""
         Mt, Nt, p = self.Mt, self.Nt, self.p
+        if self.order == "shells":
+            return "shells", 1, 1
         if self.nk == 1:
             cost_row, cost_col = self._one_chunk_costs()
             if cost_col < cost_row:
@@ -377,7 +425,8 @@ class _Compiler:
         self.emit(isa.done())
         budget = watchdog_budget(prog.instrs, p)
         prog.instrs[0] = isa.config(budget, p.rows, p.cols)
-        prog.plan = {"k_chunk": self.kc, "k_chunks": self.nk, "block": (mb, nb),
+        prog.plan = {"k_chunk": self.kc, "k_chunks": self.nk, "order": self.order,
+                     "block": (mb, nb),
                      "act_slots": self.n_act, "wgt_slots": self.n_wgt,
                      "acc_slots": self.n_slots, "budget": budget}
         return prog
@@ -419,4 +468,4 @@ class _Compiler:
 
 
 __all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm",
-           "k_chunk_candidates"]
+           "k_chunk_candidates", "orders", "plan_candidates", "shell_order", "shells_fit"]

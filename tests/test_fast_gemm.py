@@ -111,3 +111,24 @@ def test_block_order_is_the_compilers():
 @pytest.mark.parametrize("seed", range(100, 140))
 def test_random_shapes_match_reference_sweep(seed):
     _check_seeded(seed, 10, 400)
+
+
+@pytest.mark.parametrize("m,k,n,hw_kw,nk", [
+    (256, 256, 256, {"rows": 32, "cols": 32}, 1),
+    (200, 300, 150, {"rows": 32, "cols": 32}, 4),
+    (37, 100, 23, {}, 4),
+    (50, 70, 13, {"rows": 4, "cols": 3, "host_bytes_per_cycle": 4}, 2),
+])
+def test_shell_order_blocks_and_counts_are_the_compilers(m, k, n, hw_kw, nk):
+    """The ``"shells"`` order: the same blocks as the compiler's, the same counts as the
+    full timing of the program the compiler emits in that order."""
+    from hw.timing import program_cycles
+    p = as_params(HardwareConfig(**hw_kw))
+    ref = _Compiler(p, m, k, n, True, True, False, nk, "shells")
+    eng = fastgemm._Stream(p, m, k, n, True, True, False, nk, "shells")
+    count, at, desc = eng.blocks()
+    assert [at(x) for x in range(count)] == ref.tiles()[0]
+    counts = eng.count()
+    timing = program_cycles(ref.run(), p)
+    assert counts.cycles == timing["total"] and counts.stall == timing["stall"]
+    _same(m, k, n, HardwareConfig(**hw_kw), {"bias": True, "requant": True})

@@ -18,3 +18,36 @@ def test_gemm_roofline_by_hand():
 
 def test_array_bound_sums_tiles():
     assert array_bound([(17, 10, 16), (1, 3, 33)], 16, 16) == 2 * 1 * 10 + 1 * 3 * 3
+
+
+def test_fill_drain_bound_by_hand():
+    from sim.bench.roofline import gemm_fill_drain_bound
+    hw = HardwareConfig()  # 16x16: 1 beat per ACT/WGT word, 4 per ACC word, latency 31
+    # first tile: 64 * (1 + 1) + 31 + 256 out = 415; last: 320 in + 31 + 16 rows * 4 = 415
+    assert gemm_fill_drain_bound(16, 64, 64, hw) == 415
+    # requantized, M = 37: smallest tile has 5 rows -> 2 packed words of 4 beats
+    last = -(-(37 * 100 + 100 * 23 + 8 * 23) // 16) + 31 + 2 * 4
+    first = 100 * 2 + 31 + -(-(37 * 23) // 16)
+    array = 3 * 2 * 100
+    assert gemm_fill_drain_bound(37, 100, 23, hw, bias=True, requant=True) == max(
+        array, last, first)
+    assert gemm_fill_drain_bound(5, 100, 23, hw, bias=True, requant=True) > gemm_roofline(
+        5, 100, 23, hw, bias=True, requant=True)[0]
+    # large GEMMs: the roofline itself
+    assert gemm_fill_drain_bound(512, 512, 512, hw) == 524288
+
+
+def test_compiled_programs_respect_their_bounds():
+    """No program the compiler emits beats the fill/drain bound (it is a lower bound)."""
+    import itertools
+
+    from hw.compiler import compile_gemm
+    from hw.timing import program_cycles
+    from sim.bench.roofline import gemm_fill_drain_bound
+    for size, (m, k, n) in itertools.product((8, 16, 32), [(16, 64, 64), (32, 32, 32),
+                                                           (37, 100, 23), (5, 64, 80)]):
+        hw = HardwareConfig(rows=size, cols=size)
+        for bias, requant in ((False, False), (True, True)):
+            prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant)
+            cycles = program_cycles(prog, hw)["total"]
+            assert cycles >= gemm_fill_drain_bound(m, k, n, hw, bias=bias, requant=requant)

@@ -42,8 +42,8 @@ goes on simulating (the transient, the ends of block rows, the tail and DONE are
 simulated). Jumps never permute the real slots: the state reached equals the real one up to
 a relabelling, which changes no counter.
 
-``k_chunks`` candidates are evaluated the same way and chosen as :func:`hw.compiler.compile_gemm`
-does (fewest cycles, then fewest instructions). ``tests/test_fast_gemm.py`` checks every
+``(k_chunks, order)`` candidates are evaluated the same way and chosen as
+:func:`hw.compiler.compile_gemm` does (fewest cycles, then fewest instructions). ``tests/test_fast_gemm.py`` checks every
 field against the full compile + timing (``sim.perf.gemm.gemm_counts_reference``).
 """
 
@@ -54,7 +54,7 @@ from collections import OrderedDict
 import numpy as np
 
 from hw import isa
-from hw.compiler import _cdiv, _Compiler, check_gemm, k_chunk_candidates
+from hw.compiler import _cdiv, _Compiler, check_gemm, orders, plan_candidates, shell_order
 from hw.isa import DEP_MAX
 from hw.timing import HISTORY, Scheduler, union_length
 from hw.uarch import ACC, ACT, BANK_KEYS, BANKS, QUEUE_DEPTH, UNITS, WGT, as_params
@@ -194,7 +194,15 @@ class _Stream(_Compiler):
         Mt, Nt = self.Mt, self.Nt
         order, mb, nb = self.block_plan()
         partial_m = self.prog.M % self.p.rows != 0
-        if order == "rows":
+        if order == "shells":     # not translation-periodic: every block is simulated
+            tiles = shell_order(Mt, Nt)
+            n = len(tiles)
+
+            def at(x):
+                return [tiles[x][0]], [tiles[x][1]]
+            i0, j0 = (np.array(v, dtype=np.int64) for v in zip(*tiles, strict=True))
+            i1, j1 = i0 + 1, j0 + 1
+        elif order == "rows":
             n = Mt * Nt
 
             def at(x):
@@ -568,14 +576,17 @@ def fast_program_counts(M: int, K: int, N: int, hw, *, bias: bool, requant: bool
         from hw.compiler import CompileError
         raise CompileError("ACT and WGT banks must hold at least 2 words each; fix: raise "
                            "act_sram_kib / wgt_sram_kib")
-    cands = [k_chunks] if k_chunks is not None else k_chunk_candidates(M, K, N, p)
+    if k_chunks is not None:
+        cands = [(k_chunks, order) for order in orders(M, K, N, p, k_chunks)]
+    else:
+        cands = plan_candidates(M, K, N, p)
     best = None
-    for nk in cands:
-        eng = _Stream(p, M, K, N, bias, requant, relu, nk)
+    for nk, order in cands:
+        eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
         try:
             c = eng.count(extrapolate)
         except _Unsupported:          # a state the jump cannot relabel: simulate it all
-            eng = _Stream(p, M, K, N, bias, requant, relu, nk)
+            eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
             c = eng.count(False)
         key = (c.cycles, c.instructions)
         if best is None or key < best[0]:
