@@ -33,7 +33,7 @@ from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 #: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
 SEARCH_LIMIT = 4096
 #: The ``"shells"`` order is only tried while tiles x chunks (MATMULs) stays below this.
-SHELL_LIMIT = 1024
+SHELL_LIMIT = 256
 #: Most instructions one GEMM program may have: bounds the memory of compiling it.
 MAX_INSTRUCTIONS = 2_000_000
 
@@ -253,13 +253,11 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
         cands = [(k_chunks, order) for order in orders(M, K, N, p, k_chunks)]
     else:
         cands = plan_candidates(M, K, N, p)
-    best = None
-    for nk, order in cands:
+
+    def run(nk: int, order: str, _best: int | None) -> tuple[int, int, GemmProgram]:
         prog = _Compiler(p, M, K, N, bias, requant, relu, nk, order).run()
-        key = (program_cycles(prog, p)["total"], len(prog.instrs))
-        if best is None or key < best[0]:
-            best = (key, prog)
-    return best[1]
+        return program_cycles(prog, p)["total"], len(prog.instrs), prog
+    return pick_plan(cands, M, K, N, p, run)
 
 
 def k_chunk_candidates(M: int, K: int, N: int, p: AccelParams) -> list[int]:
@@ -293,6 +291,42 @@ def plan_candidates(M: int, K: int, N: int, p: AccelParams) -> list[tuple[int, s
     this order: the first of equally fast, equally long programs wins)."""
     return [(nk, order) for nk in k_chunk_candidates(M, K, N, p)
             for order in orders(M, K, N, p, nk)]
+
+
+def array_floor(M: int, K: int, N: int, p: AccelParams, k_chunks: int) -> int:
+    """A lower bound on the cycles of any program with ``k_chunks`` chunks (any order): its
+    MATMULs (every tile x every chunk) feed the array one after another, and the timing rule
+    (hw/opcodes.py) puts the last k-steps of consecutive ones at least ``max(k, drain_gap)``
+    apart (the unit is busy ``k`` cycles; ``spacing`` adds the drain gap). The first MATMUL's
+    k-steps alone take ``k`` cycles."""
+    kc = _cdiv(K, k_chunks)
+    nk = _cdiv(K, kc)
+    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
+    last = K - (nk - 1) * kc
+    per_tile = (nk - 1) * max(kc, p.drain_gap) + max(last, p.drain_gap)
+    return tiles * per_tile - max(last, p.drain_gap) + last
+
+
+def pick_plan(cands: list[tuple[int, str]], M: int, K: int, N: int, p: AccelParams,
+              run: Any) -> Any:
+    """The best of ``cands`` by ``run(nk, order, best_cycles) -> (cycles, instructions,
+    result)`` or ``None`` (gave up: it cannot beat ``best_cycles``): fewest cycles, then
+    fewest instructions, then the first candidate -- the same choice as timing them all.
+    Candidates go in order of :func:`array_floor`; one whose floor exceeds the best cycles so
+    far cannot win and is not run."""
+    floors = [array_floor(M, K, N, p, nk) for nk, _ in cands]
+    best = None
+    for idx in sorted(range(len(cands)), key=floors.__getitem__):
+        if best is not None and floors[idx] > best[0][0]:
+            break                        # every later candidate's floor is higher still
+        nk, order = cands[idx]
+        got = run(nk, order, None if best is None else best[0][0])
+        if got is None:
+            continue
+        key = (got[0], got[1], idx)
+        if best is None or key < best[0]:
+            best = (key, got[2])
+    return best[1]
 
 
 def shell_order(Mt: int, Nt: int) -> list[tuple[int, int]]:
@@ -468,4 +502,5 @@ class _Compiler:
 
 
 __all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm",
-           "k_chunk_candidates", "orders", "plan_candidates", "shell_order", "shells_fit"]
+           "array_floor", "k_chunk_candidates", "orders", "pick_plan", "plan_candidates",
+           "shell_order", "shells_fit"]

@@ -132,3 +132,39 @@ def test_shell_order_blocks_and_counts_are_the_compilers(m, k, n, hw_kw, nk):
     timing = program_cycles(ref.run(), p)
     assert counts.cycles == timing["total"] and counts.stall == timing["stall"]
     _same(m, k, n, HardwareConfig(**hw_kw), {"bias": True, "requant": True})
+
+
+def test_pruned_plan_search_picks_what_timing_every_candidate_picks():
+    """compile_gemm and the fast counts skip candidates whose array floor exceeds the best
+    so far and give up on ones that fall behind: the plan they pick is the one timing every
+    candidate in full picks, and every floor is below the candidate's cycles."""
+    from hw.compiler import array_floor, plan_candidates
+    from hw.timing import program_cycles
+    rng = random.Random(11)
+    checked = 0
+    while checked < 25:
+        m, k, n, hw, kw = _case(rng, 120)
+        try:
+            p = as_params(hw)
+            cands = plan_candidates(m, k, n, p)
+        except (ConfigError, ZeroDivisionError):
+            continue
+        full = []
+        try:
+            for idx, (nk, order) in enumerate(cands):
+                prog = _Compiler(p, m, k, n, kw["bias"], kw["requant"], kw["relu"], nk,
+                                 order).run()
+                cycles = program_cycles(prog, p)["total"]
+                assert array_floor(m, k, n, p, nk) <= cycles
+                full.append(((cycles, len(prog.instrs), idx), prog.plan))
+        except CompileError:
+            continue
+        want = min(full, key=lambda t: t[0])[1]
+        from hw.compiler import compile_gemm
+        got = compile_gemm(m, k, n, hw, bias=kw["bias"], requant=kw["requant"],
+                           relu=kw["relu"]).plan
+        assert got == want, (m, k, n, hw, kw)
+        fast, _ = fastgemm.fast_program_counts(m, k, n, hw, bias=kw["bias"],
+                                               requant=kw["requant"], relu=kw["relu"])
+        assert fast.cycles == min(full, key=lambda t: t[0])[0][0]
+        checked += 1

@@ -54,7 +54,8 @@ from collections import OrderedDict
 import numpy as np
 
 from hw import isa
-from hw.compiler import _cdiv, _Compiler, check_gemm, orders, plan_candidates, shell_order
+from hw.compiler import (_cdiv, _Compiler, check_gemm, orders, pick_plan, plan_candidates,
+                         shell_order)
 from hw.isa import DEP_MAX
 from hw.timing import HISTORY, Scheduler, union_length
 from hw.uarch import ACC, ACT, BANK_KEYS, BANKS, QUEUE_DEPTH, UNITS, WGT, as_params
@@ -83,6 +84,10 @@ def _prev_key(ins) -> tuple:
 class _Unsupported(Exception):
     """A jump the engine cannot carry out (never seen; the caller then simulates every
     block)."""
+
+
+class _Beaten(Exception):
+    """The candidate being counted is already slower than the best one (it gives up)."""
 
 
 class _Window:
@@ -447,10 +452,11 @@ class _Stream(_Compiler):
         self.traffic.vals = list(vals[ns:])
 
     # ------------------------------------------------------------------ driver
-    def count(self, extrapolate: bool = True) -> Counts:
+    def count(self, extrapolate: bool = True, give_up_after: int | None = None) -> Counts:
         """Counts of the whole program (``extrapolate=False``: simulate every block).
         Afterwards ``jumps``/``jump_log`` (``(a, b, K)`` per jump) and ``simulated`` (blocks
-        emitted) say how much was skipped."""
+        emitted) say how much was skipped. With ``give_up_after``, raises :class:`_Beaten`
+        as soon as the total is sure to exceed it (DONE dispatches after the fetch cycle)."""
         n_blocks, at, desc = self.blocks()
         p = self.p
         self.emit(isa.config(0, p.rows, p.cols))
@@ -468,6 +474,8 @@ class _Stream(_Compiler):
                     break
                 rows, cols = at(x)
             self.emit_block(rows, cols)
+            if give_up_after is not None and self.sched.fetch + 2 > give_up_after:
+                raise _Beaten
             self.simulated += 1
             self.prog.loads.clear()
             self.prog.stores.clear()
@@ -580,18 +588,21 @@ def fast_program_counts(M: int, K: int, N: int, hw, *, bias: bool, requant: bool
         cands = [(k_chunks, order) for order in orders(M, K, N, p, k_chunks)]
     else:
         cands = plan_candidates(M, K, N, p)
-    best = None
-    for nk, order in cands:
-        eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
+
+    def run(nk: int, order: str, best: int | None):
+        # shells never repeat translated (SHELL_LIMIT bounds them): no signatures
+        ex = extrapolate and order != "shells"
         try:
-            c = eng.count(extrapolate)
-        except _Unsupported:          # a state the jump cannot relabel: simulate it all
-            eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
-            c = eng.count(False)
-        key = (c.cycles, c.instructions)
-        if best is None or key < best[0]:
-            best = (key, c, eng.loads_by_bank)
-    return best[1], best[2]
+            try:
+                eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
+                c = eng.count(ex, give_up_after=best)
+            except _Unsupported:      # a state the jump cannot relabel: simulate it all
+                eng = _Stream(p, M, K, N, bias, requant, relu, nk, order)
+                c = eng.count(False, give_up_after=best)
+        except _Beaten:
+            return None
+        return c.cycles, c.instructions, (c, eng.loads_by_bank)
+    return pick_plan(cands, M, K, N, p, run)
 
 
 __all__ = ["fast_program_counts"]
