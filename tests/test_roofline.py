@@ -28,13 +28,13 @@ def test_fill_drain_bound_by_hand():
     # requantized, M = 37: smallest tile has 5 rows -> 2 packed words of 4 beats
     last = -(-(37 * 100 + 100 * 23 + 8 * 23) // 16) + 31 + 2 * 4
     first = 100 * 2 + 31 + -(-(37 * 23) // 16)
-    array = 3 * 2 * 100
+    array = 2 + 3 * 2 * 100 + 31 + 2 * 4       # first words, k-steps, latency, last STORE
     assert gemm_fill_drain_bound(37, 100, 23, hw, bias=True, requant=True) == max(
         array, last, first)
     assert gemm_fill_drain_bound(5, 100, 23, hw, bias=True, requant=True) > gemm_roofline(
         5, 100, 23, hw, bias=True, requant=True)[0]
-    # large GEMMs: the roofline itself
-    assert gemm_fill_drain_bound(512, 512, 512, hw) == 524288
+    # large GEMMs: the array's k-steps, plus 2 words in, the latency and a 16-row STORE
+    assert gemm_fill_drain_bound(512, 512, 512, hw) == 2 + 524288 + 31 + 64
 
 
 def test_compiled_programs_respect_their_bounds():

@@ -8,11 +8,12 @@ The roofline of a program is the largest of three bounds no schedule can beat:
   parameters) at ``host_bytes_per_cycle``;
 * data out: every output byte crossing it once.
 
-A GEMM also has a *fill/drain bound* (:func:`gemm_fill_drain_bound`), no schedule on this
-hardware can beat either: no result leaves before a first tile has all of its K words of A
-and B (``K * (beats per ACT word + beats per WGT word)``) and the array's latency, and then
-every output beat still has to leave; and after the last input beat, its tile still needs
-the array's latency and its own STORE. On small GEMMs it is well above the roofline: it says
+A GEMM also has a *fill/drain bound* (:func:`gemm_fill_drain_bound`), which no schedule on
+this hardware can beat either: no result leaves before a first tile has all of its K words
+of A and B (``K * (beats per ACT word + beats per WGT word)``) and the array's latency, and
+then every output beat still has to leave; after the last input beat, its tile still needs
+the array's latency and its own STORE; and the array's k-steps cannot start before one word
+of A and one of B arrived, nor the last tile's STORE before the latency after them. On small GEMMs it is well above the roofline: it says
 how much of a miss is pipeline fill and drain rather than scheduling.
 
 ``gemm-roofline`` divides the estimator's cycles (equal to the RTL's counters; the RTL tests
@@ -67,8 +68,9 @@ def gemm_roofline(m: int, k: int, n: int, hw, *, bias: bool = False,
 def gemm_fill_drain_bound(m: int, k: int, n: int, hw, *, bias: bool = False,
                           requant: bool = False) -> int:
     """The fill/drain lower bound of one GEMM program on ``hw`` (module docstring): the
-    roofline, the first tile's operands + latency + all output, or all input + latency + the
-    smallest tile's STORE."""
+    largest of the roofline, the first tile's operands + latency + all output, all input +
+    latency + the smallest tile's STORE, and the first words + the array's k-steps + latency
+    + that STORE."""
     from hw.uarch import ACC, ACT, ROWS_PER_ACC_WORD, WGT, as_params
 
     p = as_params(hw)
@@ -80,8 +82,11 @@ def gemm_fill_drain_bound(m: int, k: int, n: int, hw, *, bias: bool = False,
     first = k * (p.beats(ACT) + p.beats(WGT)) + lat + cdiv(bytes_out, hb)
     m_min = min(m, m % p.rows or p.rows)
     words = cdiv(m_min, ROWS_PER_ACC_WORD) if requant else m_min
-    last = cdiv(bytes_in, hb) + lat + words * p.beats(ACC)
-    return max(bound, first, last)
+    store = words * p.beats(ACC)
+    last = cdiv(bytes_in, hb) + lat + store
+    array = (p.beats(ACT) + p.beats(WGT)
+             + array_bound([(m, k, n)], p.rows, p.cols) + lat + store)
+    return max(bound, first, last, array)
 
 
 @benchmark("gemm-roofline")
