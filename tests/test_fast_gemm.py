@@ -168,3 +168,18 @@ def test_pruned_plan_search_picks_what_timing_every_candidate_picks():
                                                requant=kw["requant"], relu=kw["relu"])
         assert fast.cycles == min(full, key=lambda t: t[0])[0][0]
         checked += 1
+
+
+@pytest.mark.parametrize("m,k,n,hw_kw,nk,bias", [
+    (512, 4096, 512, {}, 2, False),          # the dependency state repeats every 2 blocks
+    (240, 300, 240, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, False),
+    (240, 300, 240, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, True),
+])
+def test_dependency_period_a_multiple_of_the_cheap_one(m, k, n, hw_kw, nk, bias):
+    """Blocks of single tiles without a bias: the cheap signature repeats every block, the
+    dependency state every other one; the engine still finds the period and jumps."""
+    hw = HardwareConfig(**hw_kw)
+    eng = fastgemm._Stream(as_params(hw), m, k, n, bias, False, False, nk)
+    eng.count()
+    assert eng.jumps >= 1 and eng.simulated < len(eng.blocks()[2]) // 2
+    _same(m, k, n, hw, {"bias": bias, "requant": False})

@@ -99,3 +99,37 @@ def estimator_speed():
         rows.append([f"{label}: Verilator RTL simulation", "-", "-", rtl])
     return ("Estimator speed (estimates per second; RTL = simulation time only, cached build)",
             ["what", "time", "per second", "vs RTL simulation"], rows)
+
+
+#: (n, target seconds) of ``estimator-targets``: cold n^3 GEMMs (issue 13: <= 1 ms up to
+#: 1024^3, <= 10 ms up to 4096^3).
+GEMM_TARGETS = [(64, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (1024, 1e-3),
+                (2048, 10e-3), (4096, 10e-3)]
+#: Target for the whole emformer_base model (20 layers, one segment), cold.
+MODEL_TARGET = 0.1
+
+
+@benchmark("estimator-targets")
+def estimator_targets():
+    from model.config import CONFIG_DIR, HardwareConfig, load_config
+    from sim.perf.estimate import estimate_gemm, estimate_model
+
+    hw = HardwareConfig()
+    rows = []
+    with perf_caches_off():
+        for n, target in GEMM_TARGETS:
+            t = best_time(lambda n=n: estimate_gemm(n, n, n, hw), repeat=2 if n < 4096 else 1)
+            est = estimate_gemm(n, n, n, hw)
+            rows.append([f"GEMM {n}^3 on {hw.rows}x{hw.cols}", f"{t * 1e3:,.1f} ms",
+                         f"<= {target * 1e3:g} ms", "yes" if t <= target else "no",
+                         f"{est['instructions']:,}", f"{est['cycles']:,}"])
+        base = load_config(CONFIG_DIR / "emformer_base.toml")
+        t = best_time(lambda: estimate_model(base), repeat=1)
+        est = estimate_model(base)
+    rows.append([f"emformer_base, {base.model.n_layers} layers, one segment",
+                 f"{t * 1e3:,.0f} ms", f"<= {MODEL_TARGET * 1e3:g} ms",
+                 "yes" if t <= MODEL_TARGET else "no", f"{est['instructions']:,}",
+                 f"{est['cycles']:,}"])
+    return ("Cold estimate time (caches off; compile + timing + counts, exact) against the "
+            "issue-13 targets", ["workload", "time", "target", "met", "program instructions",
+                                 "cycles"], rows)

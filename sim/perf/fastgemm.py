@@ -63,6 +63,8 @@ from sim.perf.counts import OP_CLASSES, RTL_BUSY, Counts
 
 #: Per unit, how many recent instruction indices / times matter exactly.
 HIST = HISTORY
+#: Boundaries with the same cheap signature kept for the dependency-state comparison.
+KEEP = 4
 _NU = len(UNITS)
 
 
@@ -489,32 +491,38 @@ class _Stream(_Compiler):
         s = self.sched
         s.settle()
         key = (self.compiler_sig(i0, j0), s.signature(_prev_key))
-        entry = hist.get(key)
+        entries = hist.setdefault(key, [])
         state = (x, self.snapshot(), s.fetch, list(self.deps.count), i0, j0)
-        if entry is None:
-            hist[key] = (state, None, None, None)
+        if not entries:
+            entries.append([state, None, None, None])
             return x
         # the (costly) dependency signature is taken at one boundary per candidate period
         # and compared one period later
-        period = x - entry[0][0]
+        period = x - entries[-1][0][0]
         pending = {t: q for t, q in self._armed.items() if t >= x}
         self._armed = pending
         if pending and x not in pending and period >= min(pending.values()):
-            if entry[1] is None:
-                hist[key] = (state, None, None, None)
+            if entries[-1][1] is None:
+                entries[-1] = [state, None, None, None]
             return x
         pending[x + period] = period
-        old, old_coarse, old_dsig, old_touched = entry
-        # a cheap necessary condition first (recent dependency state, old indices unranked)
+        # a cheap necessary condition first (recent dependency state, old indices unranked),
+        # against the last few boundaries with this key: the dependency state may repeat
+        # with a multiple of the key's period
         coarse = self.coarse_dep_sig()
-        if coarse != old_coarse:
-            hist[key] = (state, coarse, None, None)
+        same = [e for e in reversed(entries) if e[1] == coarse]
+        new = [state, coarse, None, None]
+        entries.append(new)
+        del entries[:-KEEP]
+        if not same:
             return x
         dsig = self.dep_sig(i0, j0)
-        touched = self.touched()
-        hist[key] = (state, coarse, dsig, touched)
-        if old_dsig is None or old_dsig != dsig:
+        new[2], new[3] = dsig, self.touched()
+        match = next((e for e in same if e[2] == dsig), None)
+        if match is None:
             return x
+        old, _, _, old_touched = match
+        touched = new[3]
         a, snap_a, f_a, cnt_a, ia, ja = old
         P = x - a
         di, dj = i0 - ia, j0 - ja
