@@ -460,6 +460,11 @@ class _Stream(_Compiler):
         emitted) say how much was skipped. With ``give_up_after``, raises :class:`_Beaten`
         as soon as the total is sure to exceed it (DONE dispatches after the fetch cycle)."""
         n_blocks, at, desc = self.blocks()
+        # where a new row (column, in "cols" order) of blocks starts: the whole state repeats
+        # there every row or two, so its signatures are taken at the first visit
+        outer = 2 if self.block_plan()[0] == "cols" else 0
+        starts = np.zeros(n_blocks, bool)
+        starts[1:] = desc[1:, outer] != desc[:-1, outer]
         p = self.p
         self.emit(isa.config(0, p.rows, p.cols))
         hist: dict = {}
@@ -467,14 +472,17 @@ class _Stream(_Compiler):
         self.jumps = self.simulated = 0
         self.jump_log = []
         self._armed: dict[int, int] = {}
+        self._landed = 0
         self.extra_touched = [0] * len(BANKS)
         while x < n_blocks:
             rows, cols = at(x)
             if extrapolate:
-                x = self._maybe_jump(x, rows[0], cols[0], hist, n_blocks, desc)
-                if x >= n_blocks:
-                    break
-                rows, cols = at(x)
+                # a jump lands on a boundary too (often a row start): look again there
+                landed = self._maybe_jump(x, rows[0], cols[0], hist, n_blocks, desc,
+                                          bool(starts[x]))
+                if landed != x:
+                    x = landed
+                    continue
             self.emit_block(rows, cols)
             if give_up_after is not None and self.sched.fetch + 2 > give_up_after:
                 raise _Beaten
@@ -485,23 +493,31 @@ class _Stream(_Compiler):
         self.emit(isa.done())
         return self._counts()
 
-    def _maybe_jump(self, x, i0, j0, hist, n_blocks, desc) -> int:
+    def _maybe_jump(self, x, i0, j0, hist, n_blocks, desc, eager: bool = False) -> int:
         """At the boundary before block ``x`` (first tile ``(i0, j0)``): the block to emit
-        next, after jumping over repeated periods if the state repeats."""
+        next, after jumping over repeated periods if the state repeats. ``eager``: take every
+        signature at the first visit of this cheap signature (row starts: a repeat there is
+        two rows away, and waiting for three visits would simulate two more)."""
         s = self.sched
         s.settle()
         key = (self.compiler_sig(i0, j0), s.signature(_prev_key))
         entries = hist.setdefault(key, [])
+        if entries and not eager and entries[-1][0][0] < self._landed:
+            entries.clear()     # from before the last jump: start this key's history again
         state = (x, self.snapshot(), s.fetch, list(self.deps.count), i0, j0)
         if not entries:
-            entries.append([state, None, None, None])
+            if eager:
+                entries.append([state, self.coarse_dep_sig(), self.dep_sig(i0, j0),
+                                self.touched()])
+            else:
+                entries.append([state, None, None, None])
             return x
         # the (costly) dependency signature is taken at one boundary per candidate period
         # and compared one period later
         period = x - entries[-1][0][0]
         pending = {t: q for t, q in self._armed.items() if t >= x}
         self._armed = pending
-        if pending and x not in pending and period >= min(pending.values()):
+        if not eager and pending and x not in pending and period >= min(pending.values()):
             if entries[-1][1] is None:
                 entries[-1] = [state, None, None, None]
             return x
@@ -518,21 +534,22 @@ class _Stream(_Compiler):
             return x
         dsig = self.dep_sig(i0, j0)
         new[2], new[3] = dsig, self.touched()
-        match = next((e for e in same if e[2] == dsig), None)
-        if match is None:
-            return x
-        old, _, _, old_touched = match
         touched = new[3]
-        a, snap_a, f_a, cnt_a, ia, ja = old
-        P = x - a
-        di, dj = i0 - ia, j0 - ja
-        dvec = np.array([di, di, dj, dj, 0])
-        if a + P >= n_blocks:
-            return x
-        bad = np.any(desc[a + P:] != desc[a:n_blocks - P] + dvec, axis=1)
-        m = int(np.argmax(bad)) if bad.any() else len(bad)
-        K = m // P
-        if K < 1:
+        # the most recent equal state whose period the block sequence repeats, translated
+        for old, _, old_dsig, old_touched in same:
+            if old_dsig != dsig:
+                continue
+            a, snap_a, f_a, cnt_a, ia, ja = old
+            P = x - a
+            di, dj = i0 - ia, j0 - ja
+            if a + P >= n_blocks:
+                continue
+            dvec = np.array([di, di, dj, dj, 0])
+            bad = np.any(desc[a + P:] != desc[a:n_blocks - P] + dvec, axis=1)
+            K = (int(np.argmax(bad)) if bad.any() else len(bad)) // P
+            if K >= 1:
+                break
+        else:
             return x
         snap_b = self.snapshot()
         self.restore([b + K * (b - a_) for a_, b in zip(snap_a, snap_b, strict=True)])
@@ -544,6 +561,7 @@ class _Stream(_Compiler):
         self.jump_log.append((a, x, K))
         self._armed = {}
         x += K * P
+        self._landed = x
         return x
 
     def _counts(self) -> Counts:
