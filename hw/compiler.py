@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hw import isa
+from hw.bounds import array_floor, gemm_fill_drain_bound
 from hw.deps import DepTracker
 from hw.hostio import beats_to_words, int32_words, words_to_beats
 from hw.isa import Instr
@@ -32,6 +33,8 @@ from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 
 #: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
 SEARCH_LIMIT = 4096
+#: The plan search stops at a program within this fraction of the GEMM's lower bound.
+SEARCH_SLACK = 0.01
 #: The ``"shells"`` order is only tried while tiles x chunks (MATMULs) stays below this.
 SHELL_LIMIT = 256
 #: Most instructions one GEMM program may have: bounds the memory of compiling it.
@@ -257,7 +260,8 @@ def compile_gemm(M: int, K: int, N: int, hw: HardwareConfig | AccelParams, *,
     def run(nk: int, order: str, _best: int | None) -> tuple[int, int, GemmProgram]:
         prog = _Compiler(p, M, K, N, bias, requant, relu, nk, order).run()
         return program_cycles(prog, p)["total"], len(prog.instrs), prog
-    return pick_plan(cands, M, K, N, p, run)
+    return pick_plan(cands, M, K, N, p, run,
+                     gemm_fill_drain_bound(M, K, N, p, bias=bias, requant=requant))
 
 
 def k_chunk_candidates(M: int, K: int, N: int, p: AccelParams) -> list[int]:
@@ -293,32 +297,20 @@ def plan_candidates(M: int, K: int, N: int, p: AccelParams) -> list[tuple[int, s
             for order in orders(M, K, N, p, nk)]
 
 
-def array_floor(M: int, K: int, N: int, p: AccelParams, k_chunks: int) -> int:
-    """A lower bound on the cycles of any program with ``k_chunks`` chunks (any order): its
-    MATMULs (every tile x every chunk) feed the array one after another, and the timing rule
-    (hw/opcodes.py) puts the last k-steps of consecutive ones at least ``max(k, drain_gap)``
-    apart (the unit is busy ``k`` cycles; ``spacing`` adds the drain gap). The first MATMUL's
-    k-steps alone take ``k`` cycles."""
-    kc = _cdiv(K, k_chunks)
-    nk = _cdiv(K, kc)
-    tiles = _cdiv(M, p.rows) * _cdiv(N, p.cols)
-    last = K - (nk - 1) * kc
-    per_tile = (nk - 1) * max(kc, p.drain_gap) + max(last, p.drain_gap)
-    return tiles * per_tile - max(last, p.drain_gap) + last
-
-
 def pick_plan(cands: list[tuple[int, str]], M: int, K: int, N: int, p: AccelParams,
-              run: Any) -> Any:
+              run: Any, bound: int = 0) -> Any:
     """The best of ``cands`` by ``run(nk, order, best_cycles) -> (cycles, instructions,
     result)`` or ``None`` (gave up: it cannot beat ``best_cycles``): fewest cycles, then
-    fewest instructions, then the first candidate -- the same choice as timing them all.
-    Candidates go in order of :func:`array_floor`; one whose floor exceeds the best cycles so
-    far cannot win and is not run."""
+    fewest instructions, then the first candidate. Candidates go in order of
+    :func:`hw.bounds.array_floor`; one whose floor exceeds the best cycles so far cannot win
+    and is not run, and the search stops once a program is within :data:`SEARCH_SLACK` of
+    ``bound`` (a lower bound for every candidate: none could be faster by more)."""
     floors = [array_floor(M, K, N, p, nk) for nk, _ in cands]
     best = None
     for idx in sorted(range(len(cands)), key=floors.__getitem__):
-        if best is not None and floors[idx] > best[0][0]:
-            break                        # every later candidate's floor is higher still
+        if best is not None and (floors[idx] > best[0][0]
+                                 or best[0][0] <= bound * (1 + SEARCH_SLACK)):
+            break                        # every later floor is higher still / good enough
         nk, order = cands[idx]
         got = run(nk, order, None if best is None else best[0][0])
         if got is None:
@@ -502,5 +494,5 @@ class _Compiler:
 
 
 __all__ = ["CompileError", "GemmProgram", "check_gemm", "compile_gemm",
-           "array_floor", "k_chunk_candidates", "orders", "pick_plan", "plan_candidates",
+           "k_chunk_candidates", "orders", "pick_plan", "plan_candidates",
            "shell_order", "shells_fit"]

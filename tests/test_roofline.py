@@ -1,7 +1,7 @@
 """Rooflines of the benchmarks, checked by hand on the issue's examples."""
 
+from hw.bounds import array_bound, gemm_roofline
 from model.config import HardwareConfig
-from sim.bench.roofline import array_bound, gemm_roofline
 
 
 def test_gemm_roofline_by_hand():
@@ -21,7 +21,7 @@ def test_array_bound_sums_tiles():
 
 
 def test_fill_drain_bound_by_hand():
-    from sim.bench.roofline import gemm_fill_drain_bound
+    from hw.bounds import gemm_fill_drain_bound
     hw = HardwareConfig()  # 16x16: 1 beat per ACT/WGT word, 4 per ACC word, latency 31
     # first tile: 64 * (1 + 1) + 31 + 256 out = 415; last: 320 in + 31 + 16 rows * 4 = 415
     assert gemm_fill_drain_bound(16, 64, 64, hw) == 415
@@ -41,9 +41,9 @@ def test_compiled_programs_respect_their_bounds():
     """No program the compiler emits beats the fill/drain bound (it is a lower bound)."""
     import itertools
 
+    from hw.bounds import gemm_fill_drain_bound
     from hw.compiler import compile_gemm
     from hw.timing import program_cycles
-    from sim.bench.roofline import gemm_fill_drain_bound
     for size, (m, k, n) in itertools.product((8, 16, 32), [(16, 64, 64), (32, 32, 32),
                                                            (37, 100, 23), (5, 64, 80)]):
         hw = HardwareConfig(rows=size, cols=size)

@@ -3,7 +3,7 @@
 ``layer-roofline`` runs ``configs/tiny.toml`` and ``configs/demo.toml`` at fold 1, 2 and 4 on
 the Verilated accelerator (``sim/rtl/layer_run.py``, bit-exact with the golden model) up to
 the first steady-state segment (full memory bank and left-context cache) and divides that
-segment's RTL cycles by its roofline (``sim/bench/roofline.py``)
+segment's RTL cycles by its roofline (``hw/bounds.py``)
 
     max(sum over the step's GEMMs of ceil(M/rows) * ceil(N/cols) * K   (the array-tile bound),
         host bytes in / host bytes per cycle, host bytes out / host bytes per cycle)
@@ -52,11 +52,11 @@ def only_unit_share(instrs, p, unit: str) -> float:
 
 @benchmark("layer-roofline")
 def layer_roofline():
+    from hw.bounds import array_bound, roofline
     from hw.layer.compiler import steady_segment
     from hw.uarch import WGT
     from model.config import CONFIG_DIR, load_config
     from model.quantize import quantize_model
-    from sim.bench.roofline import array_bound, roofline
     from sim.perf.estimate import estimate_layer
     from sim.perf.layer import compile_stream, step_counts
     from sim.rtl.layer_run import run_stream

@@ -43,8 +43,10 @@ simulated). Jumps never permute the real slots: the state reached equals the rea
 a relabelling, which changes no counter.
 
 ``(k_chunks, order)`` candidates are evaluated the same way and chosen as
-:func:`hw.compiler.compile_gemm` does (fewest cycles, then fewest instructions). ``tests/test_fast_gemm.py`` checks every
-field against the full compile + timing (``sim.perf.gemm.gemm_counts_reference``).
+:func:`hw.compiler.compile_gemm` does (:func:`hw.compiler.pick_plan`: fewest cycles, then
+fewest instructions; pruned by lower bounds, and a candidate gives up once it is sure to
+lose). ``tests/test_fast_gemm.py`` checks every field against the full compile + timing
+(``sim.perf.gemm.gemm_counts_reference``).
 """
 
 from __future__ import annotations
@@ -54,8 +56,16 @@ from collections import OrderedDict
 import numpy as np
 
 from hw import isa
-from hw.compiler import (_cdiv, _Compiler, check_gemm, orders, pick_plan, plan_candidates,
-                         shell_order)
+from hw.bounds import gemm_fill_drain_bound
+from hw.compiler import (
+    _cdiv,
+    _Compiler,
+    check_gemm,
+    orders,
+    pick_plan,
+    plan_candidates,
+    shell_order,
+)
 from hw.isa import DEP_MAX
 from hw.timing import HISTORY, Scheduler, union_length
 from hw.uarch import ACC, ACT, BANK_KEYS, BANKS, QUEUE_DEPTH, UNITS, WGT, as_params
@@ -458,13 +468,23 @@ class _Stream(_Compiler):
         """Counts of the whole program (``extrapolate=False``: simulate every block).
         Afterwards ``jumps``/``jump_log`` (``(a, b, K)`` per jump) and ``simulated`` (blocks
         emitted) say how much was skipped. With ``give_up_after``, raises :class:`_Beaten`
-        as soon as the total is sure to exceed it (DONE dispatches after the fetch cycle)."""
+        as soon as the total is sure to exceed it: DONE dispatches after the fetch cycle, and
+        the remaining MATMULs' k-steps follow the last one's at their array floor."""
         n_blocks, at, desc = self.blocks()
         # where a new row (column, in "cols" order) of blocks starts: the whole state repeats
         # there every row or two, so its signatures are taken at the first visit
         outer = 2 if self.block_plan()[0] == "cols" else 0
         starts = np.zeros(n_blocks, bool)
         starts[1:] = desc[1:, outer] != desc[:-1, outer]
+        if give_up_after is not None:
+            # array floor of the blocks after each one: its MATMULs' last k-steps come at
+            # least max(k, drain gap) apart (hw.compiler.array_floor)
+            g = self.p.drain_gap
+            last_k = self.chunks[-1][1] - self.chunks[-1][0]
+            per_tile = (self.nk - 1) * max(self.kc, g) + max(last_k, g)
+            tiles = (desc[:, 1] - desc[:, 0]) * (desc[:, 3] - desc[:, 2]) * per_tile
+            after = np.concatenate([np.cumsum(tiles[::-1])[::-1][1:], [0]]).tolist()
+            mm = UNITS.index("MATMUL")
         p = self.p
         self.emit(isa.config(0, p.rows, p.cols))
         hist: dict = {}
@@ -484,8 +504,11 @@ class _Stream(_Compiler):
                     x = landed
                     continue
             self.emit_block(rows, cols)
-            if give_up_after is not None and self.sched.fetch + 2 > give_up_after:
-                raise _Beaten
+            if give_up_after is not None:
+                sc = self.sched
+                k_end = sc.pops[mm][-1] + sc.prev[mm].args["k"]  # its last k-step + 1
+                if sc.fetch + 2 > give_up_after or k_end + after[x] > give_up_after:
+                    raise _Beaten
             self.simulated += 1
             self.prog.loads.clear()
             self.prog.stores.clear()
@@ -536,9 +559,10 @@ class _Stream(_Compiler):
         new[2], new[3] = dsig, self.touched()
         touched = new[3]
         # the most recent equal state whose period the block sequence repeats, translated
-        for old, _, old_dsig, old_touched in same:
+        for old, _, old_dsig, touched_a in same:
             if old_dsig != dsig:
                 continue
+            old_touched = touched_a
             a, snap_a, f_a, cnt_a, ia, ja = old
             P = x - a
             di, dj = i0 - ia, j0 - ja
@@ -628,7 +652,8 @@ def fast_program_counts(M: int, K: int, N: int, hw, *, bias: bool, requant: bool
         except _Beaten:
             return None
         return c.cycles, c.instructions, (c, eng.loads_by_bank)
-    return pick_plan(cands, M, K, N, p, run)
+    return pick_plan(cands, M, K, N, p, run,
+                     gemm_fill_drain_bound(M, K, N, p, bias=bias, requant=requant))
 
 
 __all__ = ["fast_program_counts"]
