@@ -47,8 +47,18 @@ def _check_seeded(seed: int, count: int, top: int) -> None:
         _same(*_case(rng, top))
 
 
+@pytest.fixture(params=["default", "every boundary"])
+def jump_policy(request, monkeypatch):
+    """Run with the engine's thresholds, and with signatures at every boundary of every
+    program (small random programs then exercise the jumps too)."""
+    if request.param == "every boundary":
+        monkeypatch.setattr(fastgemm, "MIN_BLOCKS", 0)
+        monkeypatch.setattr(fastgemm, "WARMUP", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_random_shapes_match_reference(seed):
+def test_random_shapes_match_reference(seed, jump_policy):
     _check_seeded(seed, 6, 160)
 
 
@@ -109,7 +119,7 @@ def test_block_order_is_the_compilers():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 140))
-def test_random_shapes_match_reference_sweep(seed):
+def test_random_shapes_match_reference_sweep(seed, jump_policy):
     _check_seeded(seed, 10, 400)
 
 
@@ -174,8 +184,8 @@ def test_pruned_plan_search_is_within_its_slack_of_timing_every_candidate():
 
 @pytest.mark.parametrize("m,k,n,hw_kw,nk,bias", [
     (512, 4096, 512, {}, 2, False),          # the dependency state repeats every 2 blocks
-    (240, 300, 240, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, False),
-    (240, 300, 240, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, True),
+    (320, 300, 320, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, False),
+    (320, 300, 320, {"act_sram_kib": 4, "wgt_sram_kib": 4}, 3, True),
 ])
 def test_dependency_period_a_multiple_of_the_cheap_one(m, k, n, hw_kw, nk, bias):
     """Blocks of single tiles without a bias: the cheap signature repeats every block, the

@@ -75,6 +75,12 @@ from sim.perf.counts import OP_CLASSES, RTL_BUSY, Counts
 HIST = HISTORY
 #: Boundaries with the same cheap signature kept for the dependency-state comparison.
 KEEP = 4
+#: Programs of at most this many blocks are simulated block by block: the signatures would
+#: cost more than a jump could save (the state settles after ~64-130 blocks).
+MIN_BLOCKS = 256
+#: No signatures before this block (the dependency fields reach 63 instructions back: the
+#: state before it cannot repeat later).
+WARMUP = 16
 _NU = len(UNITS)
 
 
@@ -471,6 +477,7 @@ class _Stream(_Compiler):
         as soon as the total is sure to exceed it: DONE dispatches after the fetch cycle, and
         the remaining MATMULs' k-steps follow the last one's at their array floor."""
         n_blocks, at, desc = self.blocks()
+        extrapolate = extrapolate and n_blocks > MIN_BLOCKS
         # where a new row (column, in "cols" order) of blocks starts: the whole state repeats
         # there every row or two, so its signatures are taken at the first visit
         outer = 2 if self.block_plan()[0] == "cols" else 0
@@ -496,7 +503,7 @@ class _Stream(_Compiler):
         self.extra_touched = [0] * len(BANKS)
         while x < n_blocks:
             rows, cols = at(x)
-            if extrapolate:
+            if extrapolate and x >= WARMUP:
                 # a jump lands on a boundary too (often a row start): look again there
                 landed = self._maybe_jump(x, rows[0], cols[0], hist, n_blocks, desc,
                                           bool(starts[x]))
