@@ -171,39 +171,32 @@ class _Sched(Scheduler):
 
 
 class _Traffic:
-    """Per-instruction traffic sums (the ``traffic`` rules, as :mod:`sim.perf.program`):
-    instructions are counted per distinct (opcode, fields) and the sums formed when read."""
+    """Per-instruction traffic sums (the ``traffic`` rules, as :mod:`sim.perf.program`),
+    one cached increment vector per distinct (opcode, fields)."""
 
     def __init__(self, p):
         self.p = p
-        self._base = [0] * (3 * len(BANK_KEYS) + 3 + len(OP_CLASSES))
-        self._count: dict = {}
+        self._sum = np.zeros(3 * len(BANK_KEYS) + 3 + len(OP_CLASSES), np.int64)
         self._inc: dict = {}
 
     def add(self, ins) -> None:
         key = (ins.op, tuple(ins.args.values()))
-        n = self._count.get(key)
-        if n is None:
-            if key not in self._inc:
-                t = ins.spec.need("traffic")(ins.args, self.p)
-                self._inc[key] = [
-                    *(t.reads[b] for b in BANK_KEYS), *(t.writes[b] for b in BANK_KEYS),
-                    *(t.host_in[b] for b in BANK_KEYS), t.host_out, t.mac_slots, 1,
-                    *(t.ops.get(k, 0) for k in OP_CLASSES)]
-            n = 0
-        self._count[key] = n + 1
+        inc = self._inc.get(key)
+        if inc is None:
+            t = ins.spec.need("traffic")(ins.args, self.p)
+            inc = self._inc[key] = np.array([
+                *(t.reads[b] for b in BANK_KEYS), *(t.writes[b] for b in BANK_KEYS),
+                *(t.host_in[b] for b in BANK_KEYS), t.host_out, t.mac_slots, 1,
+                *(t.ops.get(k, 0) for k in OP_CLASSES)], np.int64)
+        self._sum += inc
 
     @property
     def vals(self) -> list[int]:
-        out = list(self._base)
-        for key, n in self._count.items():
-            out = [a + n * b for a, b in zip(out, self._inc[key], strict=True)]
-        return out
+        return self._sum.tolist()
 
     @vals.setter
     def vals(self, values: list[int]) -> None:
-        self._base = list(values)
-        self._count = {}
+        self._sum = np.array(values, np.int64)
 
 
 class _Stream(_Compiler):
