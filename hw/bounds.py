@@ -3,12 +3,14 @@
 * :func:`roofline`: the largest of the array-tile bound (``ceil(M/rows) * ceil(N/cols) * K``
   cycles per GEMM: one k-step per cycle per output tile of the output-stationary array), the
   input bytes over the host link once, and the output bytes over it once.
-* :func:`gemm_fill_drain_bound`: also the pipeline's fill and drain. No result leaves before
-  a first tile has all of its K words of A and B (``K * (beats per ACT word + beats per WGT
-  word)``) and the array's latency, and then every output beat still has to leave; after
-  the last input beat, its tile still needs the latency and its own STORE; and the array's
-  k-steps cannot start before one word of A and one of B arrived, nor the last tile's STORE
-  before the latency after them.
+* :func:`gemm_fill_drain_bound`: also the pipeline's fill and drain, with the host traffic
+  counted in whole words (:func:`gemm_word_beats`: the hardware moves ``rows``-byte ACT and
+  ``cols``-byte WGT words, so a 23-column B on a 32-column array still takes 32 bytes per
+  row). No result leaves before a first tile has all of its K words of A and B (``K *
+  (beats per ACT word + beats per WGT word)``) and the array's latency, and then every output
+  beat still has to leave; after the last input beat, its tile still needs the latency and
+  its own STORE; and the array's k-steps cannot start before one word of A and one of B
+  arrived, nor the last tile's STORE before the latency after them.
 * :func:`array_floor`: one K chunking's MATMULs, at least ``max(k, drain_gap)`` apart.
 
 The compiler's plan search (:func:`hw.compiler.pick_plan`) uses the last two; the
@@ -55,19 +57,33 @@ def gemm_roofline(m: int, k: int, n: int, hw, *, bias: bool = False,
                     p.host_bytes)
 
 
+def gemm_word_beats(m: int, k: int, n: int, hw, *, bias: bool = False,
+                    requant: bool = False) -> tuple[int, int]:
+    """Host beats ``(in, out)`` of one GEMM moved as whole words, each operand tile once:
+    A as ``ceil(M/rows)`` tiles of K ACT words, B as ``ceil(N/cols)`` tiles of K WGT words,
+    one bias and one parameter ACC word per column tile; out one ACC word per row of each
+    column tile (four rows per word when requantized)."""
+    p = as_params(hw)
+    mt, nt = cdiv(m, p.rows), cdiv(n, p.cols)
+    words_in = nt * (int(bias) + int(requant))
+    beats_in = mt * k * p.beats(ACT) + nt * k * p.beats(WGT) + words_in * p.beats(ACC)
+    rows = [min(p.rows, m - i * p.rows) for i in range(mt)]
+    words_out = sum(cdiv(r, ROWS_PER_ACC_WORD) if requant else r for r in rows)
+    return beats_in, nt * words_out * p.beats(ACC)
+
+
 def gemm_fill_drain_bound(m: int, k: int, n: int, hw, *, bias: bool = False,
                           requant: bool = False) -> int:
     """The fill/drain lower bound of one GEMM program on ``hw`` (module docstring)."""
     p = as_params(hw)
-    hb = p.host_bytes
     bound, _ = gemm_roofline(m, k, n, p, bias=bias, requant=requant)
-    bytes_in, bytes_out = gemm_bytes(m, k, n, bias, requant)
+    beats_in, beats_out = gemm_word_beats(m, k, n, p, bias=bias, requant=requant)
     lat = p.matmul_latency
-    first = k * (p.beats(ACT) + p.beats(WGT)) + lat + cdiv(bytes_out, hb)
+    first = k * (p.beats(ACT) + p.beats(WGT)) + lat + beats_out
     m_min = min(m, m % p.rows or p.rows)
     words = cdiv(m_min, ROWS_PER_ACC_WORD) if requant else m_min
     store = words * p.beats(ACC)
-    last = cdiv(bytes_in, hb) + lat + store
+    last = beats_in + lat + store
     array = (p.beats(ACT) + p.beats(WGT)
              + array_bound([(m, k, n)], p.rows, p.cols) + lat + store)
     return max(bound, first, last, array)
@@ -88,4 +104,4 @@ def array_floor(M: int, K: int, N: int, p: AccelParams, k_chunks: int) -> int:
 
 
 __all__ = ["array_bound", "array_floor", "cdiv", "gemm_bytes", "gemm_fill_drain_bound",
-           "gemm_roofline", "roofline"]
+           "gemm_roofline", "gemm_word_beats", "roofline"]

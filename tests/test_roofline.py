@@ -51,3 +51,16 @@ def test_compiled_programs_respect_their_bounds():
             prog = compile_gemm(m, k, n, hw, bias=bias, requant=requant)
             cycles = program_cycles(prog, hw)["total"]
             assert cycles >= gemm_fill_drain_bound(m, k, n, hw, bias=bias, requant=requant)
+
+
+def test_word_beats_by_hand_and_equal_programs_that_load_each_tile_once():
+    from hw.bounds import gemm_word_beats
+    from hw.compiler import compile_gemm
+    hw = HardwareConfig(rows=32, cols=32)  # 32-byte ACT/WGT words: 2 beats; ACC 8 beats
+    # A: 2 tiles x 100 words x 2 beats; B: 1 tile x 100 x 2; out: (32 + 5) rows x 8 beats
+    assert gemm_word_beats(37, 100, 23, hw) == (600, 296)
+    # requantized: + bias and parameter word (8 beats each); out 8 + 2 packed words
+    assert gemm_word_beats(37, 100, 23, hw, bias=True, requant=True) == (616, 80)
+    for shape, kw in (((37, 100, 23), {}), ((70, 64, 90), {"bias": True, "requant": True})):
+        prog = compile_gemm(*shape, hw, **kw)
+        assert gemm_word_beats(*shape, hw, **kw) == (prog.n_in_beats, prog.n_out_beats)
