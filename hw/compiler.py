@@ -34,7 +34,7 @@ from model.intops import M_MAX, S_MAX, S_MIN, max_safe_k
 #: Extra K-chunkings are only tried while tiles x chunks (MATMULs) stays below this.
 SEARCH_LIMIT = 4096
 #: The plan search stops at a program within this fraction of the GEMM's lower bound.
-SEARCH_SLACK = 0.01
+SEARCH_SLACK = 0.02
 #: The ``"shells"`` order is only tried while tiles x chunks (MATMULs) stays below this.
 SHELL_LIMIT = 256
 #: Most instructions one GEMM program may have: bounds the memory of compiling it.
