@@ -8,16 +8,17 @@ stream is int16: the input frames, ``resid1``, ``resid2`` and the layer outputs 
 1. ``ln_in = LN(x)`` (``x`` = rows ``[rc; segment]``); ``summary = mean_pool(ln_in[R:])``.
 2. ``q = Q([ln_in; summary])``; ``k, v = K, V([memory; ln_in])`` on folded rows; the cached
    left-context keys/values go between the right context and the segment.
-3. Per head: ``score = requant(q_h k_h^T)``; ``p = softmax_u8(score, mask)`` (the summary rows
-   do not see the memory); ``ctx_h = requant(gemm(p - 128, v_h) + 128 colsum(v_h))``.
+3. Per head: ``score = requant(q_h k_h^T)`` (every head's first); ``p = softmax_u8(score,
+   mask)`` (the summary rows do not see the memory); ``ctx_h = requant(gemm(p - 128, v_h) +
+   128 colsum(v_h))``.
 4. ``attn_out = unfold(OUT(ctx))``; its last row is the summary output: squashed and rescaled
    (``mem_in`` of the next layer) it becomes the next layer's incoming memory vector.
 5. ``resid1 = add16(attn_out[:-1], x)``; ``resid2 = add16(FC2(relu(FC1(LN(resid1)))),
    resid1)``; ``out = LN(resid2)`` (LayerNorms take int16 rows and give int8, except the
    layer output ``out``, which is int16).
 6. The left-context caches keep the last ``C*N`` segment key/value rows; each layer's memory
-   bank receives its incoming vector after the step (layer 0: the mean of the raw input
-   segment, ``requant(sum_rows(frames[segment]))``).
+   bank receives its incoming vector (layer 0: the mean of the raw input segment,
+   ``requant(sum_rows(frames[segment]))``), both once the step's attention has read them.
 
 The input arrives as int16 frames (:meth:`GoldenEncoder.quantize_input`, the host's one float
 step). The dataflow is written once against an *ops backend* (:class:`NumpyOps` here, the
@@ -166,11 +167,14 @@ class GoldenEncoder:
 
     # -- one layer, one segment ------------------------------------------------------------
 
-    def layer_step(self, layer: int, x, st: LayerState, trace: bool = False
+    def layer_step(self, layer: int, x, st: LayerState, incoming, trace: bool = False
                    ) -> tuple[Any, Any, LayerState, dict | None]:
         """Rows ``x = [rc; segment]`` (int16, ``(R+L, D)``: the input frames for layer 0, the
         previous layer's output otherwise) -> ``(out, summary_out, state, trace)``; ``out``
-        is int16, ``summary_out`` is ``attn_out``'s last row (before the memory squash)."""
+        is int16, ``summary_out`` is ``attn_out``'s last row (before the memory squash). The
+        memory bank of ``state`` has received ``incoming`` (the bank's vector of this step),
+        and its left-context caches the segment's keys and values, once attention has read
+        them."""
         c, o, p = self.cfg, self.ops, self.p
         n, r, length = c.fold_factor, c.right_context, c.segment_length
         h, hd = c.attn_heads, c.head_dim
@@ -189,18 +193,26 @@ class GoldenEncoder:
         v = o.cat([v_new[:split], lc_v, v_new[split:]])
         allowed = step_mask(mem.shape[0], r, lc_k.shape[0] // n, length, n)
         mask = o.asarray(allowed)
-        scores, probs, ctx = [], [], []
-        for j in range(h):
-            cols = slice(j * hd, (j + 1) * hd)
-            s_j = o.requantize(o.gemm_i32(q[:, cols], k[:, cols].T), p[pre + "score.m"],
-                               p[pre + "score.s"])
+        heads = [slice(j * hd, (j + 1) * hd) for j in range(h)]
+        # every head's scores, then head by head softmax and P@V (the independent ops in the
+        # order the instruction backend overlaps best)
+        scores = [o.requantize(o.gemm_i32(q[:, cols], k[:, cols].T), p[pre + "score.m"],
+                               p[pre + "score.s"]) for cols in heads]
+        probs, ctx = [], []
+        for j, cols in enumerate(heads):
             v_j = v[:, cols]
-            p_j = o.softmax_u8(s_j, p[pre + "score.exp_lut"], mask)
+            p_j = o.softmax_u8(scores[j], p[pre + "score.exp_lut"], mask)
             acc = o.gemm_i32(o.u8_to_i8(p_j), v_j, o.zero_point_bias(v_j))
             ctx.append(o.requantize(acc, p[pre + "ctx.m"], p[pre + "ctx.s"]))
-            if trace:              # only the trace keeps them (a backend may reuse their space)
-                scores.append(s_j)
+            if trace:
                 probs.append(p_j)
+            else:                  # only the trace keeps them (a backend may reuse their space)
+                scores[j] = None
+        # the state's rings are read: push this step's rows (the backend spills them early)
+        new_k, head, count = o.ring_push(st.lc_key, st.lc_head, st.lc_count, k_new[split:])
+        new_v, _, _ = o.ring_push(st.lc_value, st.lc_head, st.lc_count, v_new[split:])
+        mem_ring, mem_head, mem_count = o.ring_push(st.memory, st.mem_head, st.mem_count,
+                                                    incoming.reshape(1, -1))
         context = o.cat(ctx, axis=1)
         out_proj = self._linear(pre + "out", context)
         attn_out = unfold(out_proj, n)
@@ -213,10 +225,7 @@ class GoldenEncoder:
         # int16 residual stream; int8 after the last layer when a classifier takes it
         last = layer == c.n_layers - 1 and c.vocab
         out = self._layernorm(pre + "ln_out", resid2, out_bits=8 if last else 16)
-        seg_k, seg_v = k_new[split:], v_new[split:]
-        new_k, head, count = o.ring_push(st.lc_key, st.lc_head, st.lc_count, seg_k)
-        new_v, _, _ = o.ring_push(st.lc_value, st.lc_head, st.lc_count, seg_v)
-        new_st = LayerState(st.memory, st.mem_head, st.mem_count, new_k, new_v, head, count)
+        new_st = LayerState(mem_ring, mem_head, mem_count, new_k, new_v, head, count)
         tr = None
         if trace:
             tr = {"x_in": x, "ln_in": ln_in, "summary": summary, "q": q, "k": k, "v": v,
@@ -266,11 +275,8 @@ class GoldenEncoder:
                                 i["input_mem.s"])
         layers, traces = [], []
         for layer, st in enumerate(state.layers):
-            out, summary_out, st2, tr = self.layer_step(layer, x, st, trace)
-            mem, head, count = o.ring_push(st2.memory, st2.mem_head, st2.mem_count,
-                                           incoming.reshape(1, -1))
-            layers.append(LayerState(mem, head, count, st2.lc_key, st2.lc_value, st2.lc_head,
-                                     st2.lc_count))
+            out, summary_out, st2, tr = self.layer_step(layer, x, st, incoming, trace)
+            layers.append(st2)
             if layer + 1 < c.n_layers:
                 incoming = self.memory_in(layer + 1, summary_out)
                 if tr is not None:

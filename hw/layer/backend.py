@@ -12,10 +12,11 @@ layernorm_i16       VLN (parameters in PMEM; the RLUT holds the rsqrt table)
 gemm_i32+requantize A operand: MTRANS of every row part into K-major ACT tiles (byte offsets
                     concatenate along tokens, word offsets along features); B: weight tiles
                     (resident or LOADed), K^T (MTRANS into WGT) or V (MCOPY into WGT); MATMUL
-                    per tile (BIAS mode with the bias word), REQUANT into VMEM rows
-softmax_u8          VLUT (the layer's exp table, once per layer) + VSOFTMAX (mask: rows from
-                    ``mrow`` do not see columns below ``mcols``)
-zero_point_bias     VSUM of V's rows (x128 into an ACC bias word)
+                    per tile (BIAS mode with the bias word; the first tile in parts along K),
+                    REQUANT into VMEM rows (deferred: :class:`Emitter`)
+softmax_u8          VSOFTMAX (mask: rows from ``mrow`` do not see columns below ``mcols``);
+                    the layer's exp table is loaded (VLUT) during the FFN of the layer before
+zero_point_bias     VSUM of V's rows (x128 into an ACC bias word; of each part's sums)
 add_requant_i16     VADD
 mean_pool_i8        VSUM (mean-pool parameters)
 sum_rows_i16+requ.  VSUM
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from hw import isa
+from hw.deps import regions
 from hw.layer import host
 from hw.layer.symbols import (
     Buf,
@@ -61,12 +63,18 @@ from hw.layer.symbols import (
     Transposed,
 )
 from hw.opcodes import REQUANT_OUT
-from hw.program import ProgramBuilder
+from hw.opspec import region_words
+from hw.program import Program, ProgramBuilder
 from hw.uarch import ACC, BANK_NAMES, PMEM, VMEM, WGT, AccelParams
 from hw.vector import formats
 from hw.vector.latency_arith import mean_pool_params
 from hw.vector.ops import VSUM_OUT
 from model.config import ModelConfig
+
+#: A GEMM's first output tile is computed in ``K_PARTS`` parts along K of at least
+#: ``K_PART_MIN * cols`` A columns each (:meth:`InstrOps._gemm`).
+K_PARTS = 2
+K_PART_MIN = 2
 
 # ----------------------------------------------------------------------------- allocators
 
@@ -210,8 +218,9 @@ class ConstStore:
     frozen: bool = False
 
     def get(self, em: Emitter, key: Any, bank: int, make: Callable[[], np.ndarray],
-            n: int) -> int:
-        """Address of constant ``key`` of ``n`` words (``make()`` -> its words as bytes)."""
+            n: int, load: bool = True) -> int:
+        """Address of constant ``key`` of ``n`` words (``make()`` -> its words as bytes); a
+        streamed one is LOADed whole unless ``load`` is false (:meth:`load_part`)."""
         self.register(key, bank, make, n)
         if self.resident[bank]:
             if key not in self.placed:
@@ -221,8 +230,14 @@ class ConstStore:
                 self.placed[key] = (bank, self.regions[bank].alloc(n), n)
             return self.placed[key][1]
         addr = self.rings[bank].alloc(n)
-        em.load(bank, addr, n, ("const", key))
+        if load:
+            em.load(bank, addr, n, ("const", key))
         return addr
+
+    @staticmethod
+    def load_part(em: Emitter, key: Any, bank: int, addr: int, lo: int, hi: int) -> None:
+        """LOAD words ``[lo, hi)`` of streamed constant ``key`` (placed at ``addr``)."""
+        em.load(bank, addr + lo, hi - lo, ("const", key, lo, hi))
 
     def register(self, key: Any, bank: int, make: Callable[[], np.ndarray], n: int) -> None:
         """Know constant ``key`` (``n`` words for ``bank``; ``make`` packs them)."""
@@ -250,22 +265,98 @@ class ConstStore:
 
 class Emitter:
     """A :class:`hw.program.ProgramBuilder` whose LOADs name their data (``source``) instead of
-    carrying it: the same program serves every segment, packed with each one's input."""
+    carrying it: the same program serves every segment, packed with each one's input.
+
+    Instructions given to :meth:`defer` (a GEMM's REQUANTs) are held back and emitted just
+    before the next MATMUL or the next instruction that touches their words, so vector and
+    mover work emitted in between goes first on the VMEM ports they share."""
 
     def __init__(self, p: AccelParams, track: bool = True):
+        self.p = p
         self.b = ProgramBuilder(p, track)
         self.gemms: list[tuple[int, int, int]] = []     # (M, K, N) of the GEMMs emitted
         self.sources: list[tuple[Any, int, int]] = []   # (source, bank, words) per LOAD
+        self.held: list[tuple[isa.Instr, set, set]] = []   # deferred: (ins, reads, writes)
 
     def emit(self, ins: isa.Instr) -> isa.Instr:
+        self._release(ins)
         return self.b.emit(ins)
 
+    def defer(self, ins: isa.Instr) -> None:
+        reads, writes = regions(ins, self.p)
+        self.held.append((ins, _words(reads), _words(writes)))
+
     def load(self, bank: int, addr: int, count: int, source: Any) -> None:
-        self.b.emit(isa.load(bank, addr, count))
+        self.emit(isa.load(bank, addr, count))
         self.sources.append((source, bank, count))
 
     def store(self, bank: int, addr: int, count: int, tag: str) -> None:
+        self._release(None)
         self.b.store(bank, addr, count, tag)
+
+    def finish(self) -> Program:
+        self._release(None)
+        return self.b.finish()
+
+    def _release(self, ins: isa.Instr | None) -> None:
+        """Emit the held instructions ``ins`` must follow (all of them before a MATMUL, or
+        for ``None``: a STORE or the end), in the order they were deferred."""
+        if not self.held:
+            return
+        if ins is None or ins.op == "MATMUL":
+            cut = len(self.held)
+        else:
+            reads, writes = regions(ins, self.p)
+            cut = max((k + 1 for k, (_, r, w) in enumerate(self.held)
+                       if _touches(reads + writes, w) or _touches(writes, r)), default=0)
+        release, self.held = self.held[:cut], self.held[cut:]
+        for held, _, _ in release:
+            self.b.emit(held)
+
+
+def _words(regs: list) -> set[tuple[int, int]]:
+    """The ``(bank, word)`` pairs of SRAM regions."""
+    return {(r[0], w) for r in regs for w in range(*region_words(r).indices(r[2]))}
+
+
+def _touches(regs: list, words: set[tuple[int, int]]) -> bool:
+    """Whether SRAM regions contain one of ``words`` (a few words)."""
+    for bank, w in words:
+        for r in regs:
+            if r[0] == bank and r[1] <= w < r[2] and (w - r[1]) % (r[3] if len(r) > 3 else 1) == 0:
+                return True
+    return False
+
+
+def _k_chunks(pieces: list[list], K: int, least: int) -> list[tuple[int, int]]:
+    """K ranges of the MATMULs of a GEMM's first output tile: cut where A's MTRANS pieces
+    start, each at least ``least`` columns wide (the last joins its predecessor if shorter)."""
+    cuts = sorted({k for tile in pieces for k, _ in tile} | {K})
+    out: list[tuple[int, int]] = []
+    lo = 0
+    for c in cuts:
+        if c - lo >= least:
+            out.append((lo, c))
+            lo = c
+    if lo < K:
+        out[-1:] = [(out[-1][0] if out else 0, K)]
+    return out
+
+
+#: Rows of one part of a zero-point sum: its int8 column sums must fit int16.
+ZP_ROWS = 255
+
+
+def exp_table(layer: int) -> tuple[str, str]:
+    """The key of layer ``layer``'s softmax exp table (its tensor's name last); the
+    constant of its VMEM words is keyed ``("table", key)``."""
+    return ("exp", f"L{layer}.score.exp_lut")
+
+
+def table_data(entries: np.ndarray, cols: int) -> tuple[Callable[[], np.ndarray], int]:
+    """The maker of a lookup table's VMEM words (as bytes) and their count."""
+    return (lambda: host.vmem_bytes(host.table_words(entries, cols)),
+            host.table_word_count(len(entries), cols))
 
 
 def _mask_pattern(allowed: np.ndarray) -> tuple[int, int]:
@@ -303,16 +394,26 @@ class InstrOps:
     """The golden ops backend that emits instructions (see the module docstring)."""
 
     def __init__(self, mc: ModelConfig, p: AccelParams, em: Emitter, consts: ConstStore,
-                 heap: Heap, fixed: Region, rings: dict[str, Ring]):
+                 heap: Heap, fixed: Region, rings: dict[str, Ring], layers: int):
         self.mc, self.p, self.em, self.consts = mc, p, em, consts
         self.heap, self.fixed, self.rings = heap, fixed, rings
+        self.layers = layers
         self.res = Layout(mc.fold_factor, mc.folded_dim)   # the residual stream's rows
+        self.named: dict[str, Const] = {}                  # the quantized model's tensors
+        #: the last GEMM's A operand and its ACT tiles (the next GEMM of the same A reuses them)
+        self.staged: tuple[Sym, list[int]] | None = None
         self.inputs: list[tuple[int, int, Buf]] = []       # host rows lo..hi -> Buf
-        self.elut_key: Any = None
+        self.elut_key: Any = exp_table(0)                  # a step starts with it loaded
         self.layer = -1
         self.param_uses: dict[str, int] = {}       # per op: parameter words made this layer
-        #: called with the layer index when a layer begins (the compiler's state spilling)
+        #: called with the layer index when a layer begins, and with each ring pushed (the
+        #: compiler's state spilling)
         self.layer_hook: Callable[[int], None] | None = None
+        self.push_hook: Callable[[Buf], None] | None = None
+        #: called between the output tiles of a weight GEMM once its A operand is staged (the
+        #: VMEM ports idle), with whether the host input link idles too (for background
+        #: transfers: the spilled state)
+        self.tile_hook: Callable[[bool], None] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def new_buf(self, rows: int, layout: Layout, dtype: str, region: Region | None = None,
@@ -332,9 +433,9 @@ class InstrOps:
             return Mask(arr)
         return Const("", arr)
 
-    @staticmethod
-    def constant(name: str, a: np.ndarray) -> Const:
-        return Const(name, np.asarray(a))
+    def constant(self, name: str, a: np.ndarray) -> Const:
+        self.named[name] = Const(name, np.asarray(a))
+        return self.named[name]
 
     @staticmethod
     def to_numpy(a: Any) -> np.ndarray:
@@ -406,16 +507,23 @@ class InstrOps:
             formats.pack_param_word(op, self.p.cols, **values)[None])
         return self.consts.get(self.em, key, PMEM, words, 1)
 
+    def end_step(self) -> None:
+        """Leave the vector unit's tables as the next step starts: layer 0's exp table."""
+        self._exp_table(0)
+
+    def _exp_table(self, layer: int) -> None:
+        """Load layer ``layer``'s softmax exp table into the ELUT (unless it is there)."""
+        key = exp_table(layer)
+        self._table(0, key, self.named[key[1]].value)
+
     def _table(self, table: int, key: Any, entries: np.ndarray) -> None:
         """Load a lookup table into the vector unit (once while it stays loaded); its VMEM
         source is a resident table, or streamed into the heap."""
         if table == 0 and self.elut_key == key:
             return
-        C = self.p.cols
         ckey = ("table", key)
-        make = lambda: host.vmem_bytes(host.table_words(entries, C))  # noqa: E731
+        make, n = table_data(entries, self.p.cols)
         block = None
-        n = host.table_word_count(len(entries), C)
         if self.consts.resident[VMEM]:
             src = self.consts.get(self.em, ckey, VMEM, make, n)
         else:
@@ -527,8 +635,14 @@ class InstrOps:
         return buf.rows_slice(0, count)
 
     def ring_push(self, buf: Buf, head: int, count: int, rows: Sym) -> tuple[Buf, int, int]:
+        self.staged = None                  # a ring's rows may be in the staged A operand
+        out = self._push(buf, head, count, self._resolve(rows))
+        if self.push_hook is not None:
+            self.push_hook(buf)
+        return out
+
+    def _push(self, buf: Buf, head: int, count: int, rows: Buf) -> tuple[Buf, int, int]:
         cap = buf.rows
-        rows = self._resolve(rows)
         n = rows.rows
         if cap == 0:
             return buf, 0, 0
@@ -575,40 +689,78 @@ class InstrOps:
         return Layout(1, n)
 
     def _gemm(self, g: PendingGemm, m: Any, s: Any, relu: bool, out16: bool = False) -> Buf:
-        C, R = self.p.cols, self.p.rows
+        """MATMULs per output tile ``j`` and row tile ``i``, then its REQUANT (deferred). The
+        first output tile's MATMULs (every tile's, for weights LOADed in parts) are split
+        along K (:func:`_k_chunks`): each starts once its A columns are staged and its B
+        words are there, while the next part is transposed or loaded."""
+        R = self.p.rows
         M, K = g.a.shape
         N = g.b.shape[1]
         lay = self._out_layout(N, g.b)
-        tiles = host.tile_columns(lay, C)
         self.em.gemms.append((M, K, N))
-        act = self._stage_a(g.a, M, K)
+        act, pieces = self._a_tiles(g.a, M, K)
         out = self.new_buf(M, lay, "i16" if out16 else "i8")
+        params, step = self._requant_params(m, s, lay)
+        bias_addr = self._bias(g.bias, lay)
+        b_tile = self._stage_b(g.b, K, lay)
+        parts = _k_chunks(pieces, K, self._k_chunk(K))
+        weights = isinstance(g.b, Const)
+        split_all = weights and self._wgt_ring_bound(K)
+        for j in range(len(host.tile_columns(lay, self.p.cols))):
+            for i, a_addr in enumerate(act):
+                acc = self.rings["acc"].alloc(R)
+                for c, (lo, hi) in enumerate(parts if j == 0 or split_all else [(0, K)]):
+                    while pieces[i] and pieces[i][0][0] < hi:     # A columns this part reads
+                        self.em.emit(pieces[i].pop(0)[1])
+                    wgt = b_tile(j, hi)
+                    if weights and j and not i and not c and self.tile_hook is not None:
+                        self.tile_hook(len(act) > 1 or self.consts.resident[WGT])
+                    mode = "ACCUMULATE" if c else "OVERWRITE" if bias_addr is None else "BIAS"
+                    self.em.emit(isa.matmul(a_addr + lo, wgt + lo, acc, hi - lo, mode,
+                                            0 if mode != "BIAS" else bias_addr + j))
+                self.em.defer(isa.Instr("REQUANT", {
+                    "src": acc, "dst": out.addr + i * R * out.rstride + j,
+                    "param": params + step * j, "rows": min(R, M - i * R), "relu": int(relu),
+                    "out": REQUANT_OUT["VMEM16" if out16 else "VMEM8"],
+                    "dstride": out.rstride}))
+            if j == 0:
+                self._prefetch_table(g.b)
+        return out
+
+    def _k_chunk(self, K: int) -> int:
+        """Columns of A per part of a K-split GEMM tile (:data:`K_PARTS`)."""
+        C = self.p.cols
+        return max(K_PART_MIN * C, -(-K // (K_PARTS * C)) * C)
+
+    def _wgt_ring_bound(self, K: int) -> bool:
+        """Weights streamed in tiles of ``K`` words so large that the WGT ring holds few: a
+        tile's LOAD would wait for the MATMULs of the one before last (loaded in parts)."""
+        ring = self.rings["wgt"]
+        return not self.consts.resident[WGT] and ring.end - ring.base < 4 * K
+
+    def _requant_params(self, m: Any, s: Any, lay: Layout) -> tuple[int, int]:
+        """ACC address of the REQUANT parameter words and their step per output tile (one
+        word serves every tile for per-tensor parameters)."""
+        C = self.p.cols
         per_tensor = self._value(m).size == 1 and self._value(s).size == 1
-        plan = Layout(1, 1) if per_tensor else lay       # one word serves every tile
-        param_key = ("requant", self._key_of(m), self._key_of(s), plan)
-        params = self.consts.get(self.em, param_key, ACC, lambda: host.acc_bytes(
+        plan = Layout(1, 1) if per_tensor else lay
+        key = ("requant", self._key_of(m), self._key_of(s), plan)
+        addr = self.consts.get(self.em, key, ACC, lambda: host.acc_bytes(
             host.param_words(np.full(C, self._value(m).reshape(-1)[0]) if per_tensor
                              else self._value(m),
                              np.full(C, self._value(s).reshape(-1)[0]) if per_tensor
                              else self._value(s), Layout(1, C) if per_tensor else lay, C)),
-            1 if per_tensor else len(tiles))
-        step = 0 if per_tensor else 1
-        bias_addr = self._bias(g.bias, lay)
-        b_tile = self._stage_b(g.b, K, lay)
-        for j in range(len(tiles)):
-            wgt = b_tile(j)
-            for i, a_addr in enumerate(act):
-                acc = self.rings["acc"].alloc(R)
-                mode = "OVERWRITE" if bias_addr is None else "BIAS"
-                self.em.emit(isa.matmul(a_addr, wgt, acc, K, mode,
-                                        0 if bias_addr is None else bias_addr + j))
-                rows = min(R, M - i * R)
-                self.em.emit(isa.Instr("REQUANT", {
-                    "src": acc, "dst": out.addr + i * R * out.rstride + j,
-                    "param": params + step * j, "rows": rows, "relu": int(relu),
-                    "out": REQUANT_OUT["VMEM16" if out16 else "VMEM8"],
-                    "dstride": out.rstride}))
-        return out
+            1 if per_tensor else len(host.tile_columns(lay, C)))
+        return addr, 0 if per_tensor else 1
+
+    def _prefetch_table(self, b: Sym) -> None:
+        """Once the FFN's first GEMM has its A operand staged (the vector unit idles while it
+        runs), load the next layer's exp table, unless a memory squash table comes first."""
+        if not (isinstance(b, Const) and b.name == f"L{self.layer}.fc1.weight"):
+            return
+        nxt = (self.layer + 1) % self.layers                # layer 0: of the next step
+        if f"L{nxt}.mem_in.lut" not in self.named:
+            self._exp_table(nxt)
 
     @staticmethod
     def _key_of(v: Any) -> Any:
@@ -636,94 +788,123 @@ class InstrOps:
     def _zero_point(self, v: Sym) -> int:
         """ACC address of P@V's zero-point bias words, ``128 * colsum(v)`` (one per word of
         ``v``'s rows). ``v`` in one part: one VSUM. In several (one head of the values'
-        parts): per word column, MCOPYs gather the column of every part (MCOPY reads it
-        with the rows' stride) and a VSUM sums it -- a few instructions, not one per row."""
+        parts): a VSUM of each part's int16 column sums, then a VSUM of those."""
         parts = _row_parts(v)
         w = parts[0].row_words
         dst = self.rings["acc_const"].alloc(w)
         param = self._pmem_param("VSUM", m=256, s=1)
+        exact = self._pmem_param("VSUM", m=2, s=1)       # the sum itself (every segment)
         if len(parts) == 1:
             self._vsum(parts[0], param, VSUM_OUT["ACC32"], "i32", dst)
             return dst
-        if any(q.row_words != w for q in parts):
-            raise LayerCompileError("zero-point bias of parts in different row layouts")
-        rows = sum(q.rows for q in parts)
-        block = self.heap.alloc(rows * w)                 # column c at block + c * rows
-        for c in range(w):
-            pos = 0
-            for q in parts:
-                self.em.emit(isa.Instr("MCOPY", {"src": q.addr + c, "stride": q.rstride,
-                                                 "count": q.rows, "bank": 0,
-                                                 "dst": block.addr + c * rows + pos}))
-                pos += q.rows
-            self.em.emit(isa.Instr("VSUM", {"src": block.addr + c * rows, "stride": 1,
-                                            "rows": rows, "words": 1, "dst": dst + c,
-                                            "out": VSUM_OUT["ACC32"], "param": param}))
+        if any(q.row_words != w for q in parts) or max(q.rows for q in parts) > ZP_ROWS:
+            raise LayerCompileError("zero-point bias of parts in different row layouts or "
+                                    f"of more than {ZP_ROWS} rows")
+        block = self.heap.alloc(len(parts) * w)           # part k's sums at block + k * w
+        for k, q in enumerate(parts):
+            self.em.emit(isa.Instr("VSUM", {"src": q.addr, "stride": q.rstride, "rows": q.rows,
+                                            "words": w, "dst": block.addr + k * w,
+                                            "out": VSUM_OUT["VMEM16"], "param": exact}))
+        self.em.emit(isa.Instr("VSUM", {"src": block.addr, "stride": w, "rows": len(parts),
+                                        "words": w, "dst": dst, "out": VSUM_OUT["ACC32"],
+                                        "param": param}))
         del block
         return dst
 
-    def _stage_a(self, a: Sym, M: int, K: int) -> list[int]:
-        """K-major A tiles in ACT (one per ``rows`` rows of ``a``): MTRANS of every part."""
+    def _a_tiles(self, a: Sym, M: int, K: int) -> tuple[list[int], list[list]]:
+        """K-major A tiles in ACT (one per ``rows`` rows of ``a``) and, per tile, the MTRANS
+        instructions that fill them as ``(first K column, instruction)`` in column order, not
+        yet emitted: every part's blocks, split every :meth:`_k_chunk` columns. The A operand
+        of the GEMM before (the keys' and the values' projections share theirs) is reused."""
         R, C = self.p.rows, self.p.cols
+        chunk = self._k_chunk(K)
         ntiles = -(-M // R)
+        if self.staged is not None and self.staged[0] is a:   # the last GEMM's A (K, V)
+            return self.staged[1], [[] for _ in range(ntiles)]
         base = self.rings["act"].alloc(ntiles * K)
+        pieces: list[list] = [[] for _ in range(ntiles)]
         cols_parts = a.parts if isinstance(a, CatCols) else [a]
         c_off = 0
         for cp in cols_parts:
             pos = 0
             for buf in _row_parts(cp):
-                bw = buf.layout.block_words(C)
+                lay = buf.layout
+                bw = lay.block_words(C)
                 r = 0
                 while r < buf.rows:
                     tile, boff = divmod(pos + r, R)
                     n = min(buf.rows - r, R - boff)
-                    for blk in range(buf.layout.blocks):
-                        self.em.emit(isa.Instr("MTRANS", {
-                            "src": buf.addr + r * buf.rstride + blk * bw,
-                            "stride": buf.rstride, "rows": n, "ncols": buf.layout.block,
-                            "bank": 0, "dst": base + tile * K + c_off + blk * buf.layout.block,
-                            "boff": boff}))
+                    for blk in range(lay.blocks):
+                        for lo in range(0, lay.block, chunk):
+                            k = c_off + blk * lay.block + lo
+                            pieces[tile].append((k, isa.Instr("MTRANS", {
+                                "src": buf.addr + r * buf.rstride + blk * bw + lo // C,
+                                "stride": buf.rstride, "rows": n,
+                                "ncols": min(chunk, lay.block - lo), "bank": 0,
+                                "dst": base + tile * K + k, "boff": boff})))
                     r += n
                 pos += buf.rows
             c_off += cp.shape[1]
-        return [base + t * K for t in range(ntiles)]
+        for tile in pieces:
+            tile.sort(key=lambda piece: piece[0])
+        self.staged = (a, [base + t * K for t in range(ntiles)])
+        return self.staged[1], pieces
 
-    def _stage_b(self, b: Sym, K: int, lay: Layout) -> Callable[[int], int]:
-        """A function: output tile ``j`` -> WGT address of its ``K`` B words (prepared when
-        asked: weights LOADed or resident, K^T transposed, V copied)."""
-        C = self.p.cols
+    def _stage_b(self, b: Sym, K: int, lay: Layout) -> Callable[[int, int], int]:
+        """A function: ``(j, hi)`` -> WGT address of output tile ``j``'s ``K`` B words with
+        words ``[0, hi)`` ready: weights resident or LOADed as far as asked, K^T transposed
+        and V copied whole on the first ask."""
         if isinstance(b, Const):
-            tiles = functools.cache(lambda: host.weight_tiles(b.value, lay, C))
-            return lambda j: self.consts.get(self.em, ("weight", b.name, lay, j), WGT,
-                                              lambda: host.wgt_bytes(tiles()[j]), K)
-        if isinstance(b, Transposed):                 # K^T: keys across the word's bytes
-            parts = _row_parts(b.base)
+            return self._weight_tiles(b, K, lay)
+        parts = _row_parts(b.base if isinstance(b, Transposed) else b)
+        stage = self._kt_tile if isinstance(b, Transposed) else self._v_tile
+        staged = functools.cache(lambda j: stage(parts, K, j))
+        return lambda j, hi: staged(j)
 
-            def kt_tile(j: int) -> int:
-                addr = self.rings["wgt"].alloc(K)
-                pos = 0
-                for buf in parts:
-                    lo, hi = max(pos, j * C), min(pos + buf.rows, (j + 1) * C)
-                    if lo < hi:
-                        self.em.emit(isa.Instr("MTRANS", {
-                            "src": buf.addr + (lo - pos) * buf.rstride, "stride": buf.rstride,
-                            "rows": hi - lo, "ncols": buf.layout.cols, "bank": 1,
-                            "dst": addr, "boff": lo - j * C}))
-                    pos += buf.rows
-                return addr
-            return kt_tile
-        parts = _row_parts(b)                          # V: rows are the K words
+    def _weight_tiles(self, b: Const, K: int, lay: Layout) -> Callable[[int, int], int]:
+        """:meth:`_stage_b` of a weight matrix (a streamed tile is LOADed in parts)."""
+        tiles = functools.cache(lambda: host.weight_tiles(b.value, lay, self.p.cols))
+        ready: dict[int, tuple[int, int]] = {}      # tile -> (address, words loaded)
 
-        def v_tile(j: int) -> int:
-            addr = self.rings["wgt"].alloc(K)
-            pos = 0
-            for buf in parts:
-                self.em.emit(isa.Instr("MCOPY", {"src": buf.addr + j, "dst": addr + pos,
-                                                 "count": buf.rows, "bank": 1,
-                                                 "stride": buf.rstride}))
-                pos += buf.rows
+        def tile(j: int, hi: int) -> int:
+            key = ("weight", b.name, lay, j)
+            addr, upto = ready.get(j, (None, 0))
+            if addr is None:
+                addr = self.consts.get(self.em, key, WGT, lambda: host.wgt_bytes(tiles()[j]),
+                                       K, load=hi == K)
+                upto = K if hi == K or self.consts.resident[WGT] else 0
+            if upto < hi:
+                self.consts.load_part(self.em, key, WGT, addr, upto, hi)
+                upto = hi
+            ready[j] = (addr, upto)
             return addr
-        return v_tile
+        return tile
+
+    def _kt_tile(self, parts: list[Buf], K: int, j: int) -> int:
+        """K^T tile ``j`` (keys ``j*cols`` on, across the words' bytes) transposed into WGT."""
+        C = self.p.cols
+        addr = self.rings["wgt"].alloc(K)
+        pos = 0
+        for buf in parts:
+            lo, hi = max(pos, j * C), min(pos + buf.rows, (j + 1) * C)
+            if lo < hi:
+                self.em.emit(isa.Instr("MTRANS", {
+                    "src": buf.addr + (lo - pos) * buf.rstride, "stride": buf.rstride,
+                    "rows": hi - lo, "ncols": buf.layout.cols, "bank": 1,
+                    "dst": addr, "boff": lo - j * C}))
+            pos += buf.rows
+        return addr
+
+    def _v_tile(self, parts: list[Buf], K: int, j: int) -> int:
+        """V tile ``j`` (word column ``j`` of the rows, one row per K word) copied into WGT."""
+        addr = self.rings["wgt"].alloc(K)
+        pos = 0
+        for buf in parts:
+            self.em.emit(isa.Instr("MCOPY", {"src": buf.addr + j, "dst": addr + pos,
+                                             "count": buf.rows, "bank": 1,
+                                             "stride": buf.rstride}))
+            pos += buf.rows
+        return addr
 
 
 __all__ = ["Alloc", "ConstStore", "Emitter", "Heap", "InstrOps", "Region", "Ring"]

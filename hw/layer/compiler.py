@@ -4,9 +4,10 @@
 dataflow, run on the instruction backend (``hw/layer/backend.py``) -- for a config and a
 quantized model into:
 
-* a **preload program** (once, before the first segment): the rsqrt table and every
-  resident constant (weights, bias/requantization words, LayerNorm and op parameters,
-  tables), per bank where they all fit;
+* a **preload program** (once, before the first segment): every resident constant
+  (weights, bias/requantization words, LayerNorm and op parameters, tables), per bank where
+  they all fit, and the tables every step starts with: the rsqrt table and layer 0's exp
+  table (each step leaves the latter loaded for the next);
 * a **step program** per segment: LOADs of the segment's int16 input rows (and of the
   constants that are streamed), the whole encoder step on chip, and one STORE of the last
   layer's output rows. Each layer's memory-bank ring and left-context key/value rings live in
@@ -34,7 +35,17 @@ import numpy as np
 from hw import isa
 from hw.hostio import words_to_beats
 from hw.layer import host
-from hw.layer.backend import ConstStore, Emitter, Heap, InstrOps, Region, Ring, input_layout
+from hw.layer.backend import (
+    ConstStore,
+    Emitter,
+    Heap,
+    InstrOps,
+    Region,
+    Ring,
+    exp_table,
+    input_layout,
+    table_data,
+)
 from hw.layer.symbols import Buf, Input, LayerCompileError, Layout
 from hw.program import Program
 from hw.uarch import ACC, ACT, MAX_BANK_WORDS, PMEM, VMEM, WGT, as_params
@@ -47,6 +58,8 @@ from model.quantize import QuantModel, tensor_specs
 ACC_SLOTS = 8
 #: Words of ACC for GEMM parameter words that are computed or streamed (ring).
 ACC_CONST_WORDS = 64
+#: Words of one LOAD/STORE of the spilled state (see :class:`_Spill`).
+SPILL_CHUNK = 128
 #: The constant key of the rsqrt table's VMEM source (the backend uses the same).
 RSQRT_KEY = ("table", "rsqrt")
 
@@ -217,8 +230,9 @@ class StreamCompiler:
         self.consts = ConstStore(resident, self.regions,
                                  {WGT: self.rings["wgt"], ACC: self.rings["acc_const"],
                                   PMEM: self.rings["pmem"]})
-        if resident[VMEM]:                 # the rsqrt table's source is a resident table too
-            self.consts.get(None, RSQRT_KEY, VMEM, _rsqrt_words(C), _rsqrt_count(C))
+        if resident[VMEM]:                 # the preloaded tables' sources are resident too
+            for _, key, make, n in self._tables():
+                self.consts.get(None, key, VMEM, make, n)
 
     def _plan(self) -> None:
         """Decide, per bank, whether its constants are resident: compile the steady-state
@@ -286,60 +300,61 @@ class StreamCompiler:
         input_region = Region(VMEM, self.fixed.top, self.heap_base, "the input rows")
         ops = InstrOps(mc, p, em, self.consts, heap, input_region,
                        {"act": self.rings["act"], "wgt": self.rings["wgt"],
-                        "acc": self.rings["acc"], "acc_const": self.rings["acc_const"]})
-        if self.spill:
-            ops.layer_hook = lambda layer: self._spill(em, layer, segment)
+                        "acc": self.rings["acc"], "acc_const": self.rings["acc_const"]},
+                       self.layers)
+        spill = _Spill(self, em, segment) if self.spill else None
+        if spill is not None:
+            ops.layer_hook, ops.push_hook, ops.tile_hook = spill.begin, spill.pushed, spill.tile
         gold = GoldenEncoder(self.qm, ops)
         chunk = Input(mc.segment_length + mc.right_context, mc.input_dim)
         out, _, _ = gold.infer(chunk, self.state(segment))
+        ops.end_step()
         if not out.contiguous:
             raise LayerCompileError("output rows are not contiguous")
-        if self.spill:
-            self._spill(em, self.layers, segment)
+        if spill is not None:
+            spill.begin(self.layers)
         em.store(VMEM, out.addr, out.rows * out.row_words, "out")
         self.heap_high = max(self.heap_high, heap.high)
         out.alloc = None
-        return StepProgram(em.b.finish(), em.sources, out, ring_state(mc, segment), em.gemms)
+        return StepProgram(em.finish(), em.sources, out, ring_state(mc, segment), em.gemms)
 
-    def _spill(self, em: Emitter, layer: int, segment: int) -> None:
-        """Spilled state: before layer ``layer`` (or after the last one), STORE the previous
-        layer's window to the host and LOAD this layer's state into its window (its rings
-        are empty at segment 0)."""
-        if layer > 0:
-            *_, base, n = self.windows[(layer - 1) % 2]
-            em.store(VMEM, base, n, f"spill.L{layer - 1}")
-        if layer < self.layers and segment > 0:
-            *_, base, n = self.windows[layer % 2]
-            em.load(VMEM, base, n, ("spill", layer))
+    def _tables(self) -> list[tuple[int, Any, Any, int]]:
+        """The vector unit's tables as every step starts, ``(table, constant key, maker of
+        the words, words)``: the rsqrt table (RLUT) and layer 0's exp table (ELUT)."""
+        C = self.p.cols
+        key = exp_table(0)
+        return [(1, RSQRT_KEY, _rsqrt_words(C), _rsqrt_count(C)),
+                (0, ("table", key), *table_data(self.qm.tensors[key[1]], C))]
 
     def preload(self) -> StepProgram:
         """The program run once before the first segment: the resident constants, then the
-        rsqrt table into the vector unit (its source is a resident table, or the arena)."""
+        tables every step starts with into the vector unit (:meth:`_tables`; their sources
+        are resident tables, or the arena)."""
         em = Emitter(self.p)
         for key, (bank, addr, n) in self.consts.placed.items():
             em.load(bank, addr, n, ("const", key))
-        if self.resident[VMEM]:
-            src = self.consts.placed[RSQRT_KEY][1]
-        else:
-            src = self.heap_base
-            n = _rsqrt_count(self.p.cols)
-            self.consts.register(RSQRT_KEY, VMEM, _rsqrt_words(self.p.cols), n)
-            em.load(VMEM, src, n, ("const", RSQRT_KEY))
-        em.emit(isa.Instr("VLUT", {"table": 1, "src": src}))
-        return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
+        for table, key, make, n in self._tables():
+            if self.resident[VMEM]:
+                src = self.consts.placed[key][1]
+            else:
+                src = self.heap_base
+                self.consts.register(key, VMEM, make, n)
+                em.load(VMEM, src, n, ("const", key))
+            em.emit(isa.Instr("VLUT", {"table": table, "src": src}))
+        return StepProgram(em.finish(), em.sources, None, (-1, -1, -1, -1))
 
     def readback(self) -> StepProgram:
         """STOREs of every ring (memory, then key and value, per layer). With spilled state
         the rings are on the host already: no STOREs (use :meth:`spilled_rings`)."""
         em = Emitter(self.p)
         if self.spill:
-            return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
+            return StepProgram(em.finish(), em.sources, None, (-1, -1, -1, -1))
         r = self.ring_bufs
         for i in range(self.layers):
             for tag, buf in (("memory", r.memory[i]), ("key", r.key[i]), ("value", r.value[i])):
                 if buf.rows:
                     em.store(VMEM, buf.addr, buf.rows * buf.row_words, f"L{i}.{tag}")
-        return StepProgram(em.b.finish(), em.sources, None, (-1, -1, -1, -1))
+        return StepProgram(em.finish(), em.sources, None, (-1, -1, -1, -1))
 
     # ------------------------------------------------------------------ host data
     def din(self, step: StepProgram, chunk: np.ndarray | None = None,
@@ -357,12 +372,14 @@ class StreamCompiler:
                     raise LayerCompileError("the step loads input rows: pass the chunk")
                 _, lo, hi = source
                 words = host.vmem_bytes(host.rows_to_lanes(np.asarray(chunk)[lo:hi], res, C))
-            elif source[0] == "spill":
+            elif source[0] == "spill":                # ("spill", layer, lo, hi)
                 words = (spilled or {}).get(source[1])
-                if words is None:
-                    words = np.zeros((count, p.word_bytes(bank)), np.uint8)
+                words = (np.zeros((count, p.word_bytes(bank)), np.uint8) if words is None
+                         else words[source[2]:source[3]])
             else:
                 words = self.consts.data_of(source[1])
+                if len(source) > 2:                  # ("const", key, lo, hi): a part of it
+                    words = words[source[2]:source[3]]
             if len(words) != count or words.shape[1] != p.word_bytes(bank):
                 raise LayerCompileError(f"data of {source} is {words.shape}, the LOAD takes "
                                         f"{count} words of {p.word_bytes(bank)} bytes")
@@ -376,12 +393,17 @@ class StreamCompiler:
         beats ``lo..hi`` of ``previous``'s data-out stream (its spill STOREs) at ``beat``.
         The host copies them over; it computes nothing."""
         p, out, pos = self.p, [], 0
+        stored = _stored_beats(previous.program)
+        beats = p.beats(VMEM)
         for source, bank, count in step.sources:
-            n = count * p.beats(bank)
-            if source[0] == "spill":
-                lo, hi = previous.program.out_beats(f"spill.L{source[1]}")
-                out.append((pos, lo, hi))
-            pos += n
+            if source[0] == "spill":                # words lo..hi of a layer's window
+                _, layer, lo, hi = source
+                for first, n, beat in stored[layer]:
+                    a, b = max(lo, first), min(hi, first + n)
+                    if a < b:
+                        out.append((pos + (a - lo) * beats, beat + (a - first) * beats,
+                                    beat + (b - first) * beats))
+            pos += count * p.beats(bank)
         return out
 
     def output_rows(self, step: StepProgram, dout: np.ndarray) -> np.ndarray:
@@ -419,6 +441,70 @@ class StreamCompiler:
         """The state a step spilled, per layer (the next step's ``din(spilled=...)``)."""
         got = step.program.unpack(dout)
         return {i: got[f"spill.L{i}"] for i in range(self.layers) if f"spill.L{i}" in got}
+
+
+class _Spill:
+    """The spilled state's transfers in one step program. A layer's window is STOREd once its
+    rings are pushed, and the next layer's state LOADed (into the other window, STOREd by
+    then) while this layer runs: a :data:`SPILL_CHUNK`-word part between two output tiles of
+    a weight GEMM (:attr:`InstrOps.tile_hook`; a LOAD only while the host input link idles),
+    the rest before the next layer begins. Layer 0's state is LOADed as the step begins; at
+    segment 0 the rings are empty: nothing to LOAD."""
+
+    def __init__(self, sc: StreamCompiler, em: Emitter, segment: int):
+        self.sc, self.em, self.segment = sc, em, segment
+        self.layer = -1
+        self.pushed_rings: list[Buf] = []
+        self.pending: dict[bool, tuple[int, int]] = {}     # LOAD or STORE -> (layer, word)
+
+    def begin(self, layer: int) -> None:
+        """Before layer ``layer`` (``layers``: after the last one)."""
+        for load in list(self.pending):
+            self._transfer(load, self.sc.layer_state_words)
+        self.layer, self.pushed_rings = layer, []
+        if self.segment == 0 or layer >= self.sc.layers:
+            return
+        if layer == 0:
+            self.pending[True] = (0, 0)
+            self._transfer(True, self.sc.layer_state_words)
+        if layer + 1 < self.sc.layers:
+            self.pending[True] = (layer + 1, 0)
+
+    def pushed(self, ring: Buf) -> None:
+        r = self.sc.ring_bufs
+        self.pushed_rings.append(ring)
+        if all(any(q is x for q in self.pushed_rings)
+               for x in (r.memory[self.layer], r.key[self.layer], r.value[self.layer])):
+            self.pending[False] = (self.layer, 0)
+
+    def tile(self, link_idle: bool) -> None:
+        for load in (False, True):
+            if load in self.pending and (link_idle or not load):
+                self._transfer(load, SPILL_CHUNK)
+
+    def _transfer(self, load: bool, words: int) -> None:
+        """LOAD (or STORE) the next ``words`` words of the pending transfer of that kind."""
+        layer, lo = self.pending.pop(load)
+        *_, base, n = self.sc.windows[layer % 2]
+        hi = min(n, lo + words)
+        if load:
+            self.em.load(VMEM, base + lo, hi - lo, ("spill", layer, lo, hi))
+        else:
+            self.em.store(VMEM, base + lo, hi - lo, f"spill.L{layer}")
+        if hi < n:
+            self.pending[load] = (layer, hi)
+
+
+def _stored_beats(program: Program) -> dict[int, list[tuple[int, int, int]]]:
+    """Layer -> ``(first word, words, first beat)`` of each of its spill STOREs."""
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    pos = 0
+    for o in program.outputs:
+        if o.tag.startswith("spill.L"):
+            parts = out.setdefault(int(o.tag.removeprefix("spill.L")), [])
+            parts.append((sum(n for _, n, _ in parts), o.count, pos))
+        pos += o.count * program.params.beats(o.bank)
+    return out
 
 
 def _rsqrt_count(cols: int) -> int:
